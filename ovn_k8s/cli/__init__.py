@@ -1,0 +1,1 @@
+"""Command-line entry points (bin/ wraps these)."""

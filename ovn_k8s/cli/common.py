@@ -1,0 +1,71 @@
+"""What every ovn-k8s command shares: global flags, logging, config resolution, error exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ovn_k8s import config
+from ovn_k8s.errors import ConfigError, OvnK8sError
+from ovn_k8s.nb import connection
+
+LOG = logging.getLogger(__name__)
+
+NB_OPTIONS = ("ovn_nb", "nb_privkey", "nb_cert", "nb_cacert")
+GLOBAL_OPTIONS = (*NB_OPTIONS, "ovs_db", "timeout", "log_level", "log_file")
+
+
+def global_parent(extra: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """An argparse parent with --config and the global flags, shared by every subcommand."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("global options")
+    config.add_config_flag(group)  # type: ignore[arg-type]
+    config.add_options(group, (*GLOBAL_OPTIONS, *extra))  # type: ignore[arg-type]
+    return parent
+
+
+def setup_logging(level: str | None, log_file: str | None) -> None:
+    numeric = getattr(logging, (level or "warning").upper(), None)
+    if not isinstance(numeric, int):
+        raise ConfigError(f"--log-level: {level!r} is not one of debug, info, warning, error")
+    handler: logging.Handler = (logging.FileHandler(log_file) if log_file
+                                else logging.StreamHandler(sys.stderr))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+
+
+def tls_files(cfg: config.Config) -> connection.TlsFiles:
+    return connection.TlsFiles(privkey=cfg.nb_privkey, cert=cfg.nb_cert, cacert=cfg.nb_cacert)
+
+
+def connect_nb(cfg: config.Config) -> Any:
+    if not cfg.ovn_nb:
+        raise ConfigError("OVN central database's address not set: pass --ovn-nb, set "
+                          f"{config.OPTIONS['ovn_nb'].env}, or set external_ids:ovn-nb in the "
+                          "local OVS")
+    return connection.connect(cfg.ovn_nb, "OVN_Northbound", what="OVN NB database",
+                              timeout=cfg.timeout, tls=tls_files(cfg))
+
+
+def run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; an OvnK8sError becomes one line on stderr and exit status 1."""
+    try:
+        setup_logging(getattr(args, "log_level", None) or _env_level(), getattr(args, "log_file", None))
+        return func(args)
+    except OvnK8sError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _env_level() -> str | None:
+    import os
+
+    return os.environ.get(config.OPTIONS["log_level"].env)

@@ -1,0 +1,316 @@
+"""ovn-k8s-overlay master-init | minion-init | gateway-init.
+
+Each subcommand validates its input, writes its NB rows in ONE transaction (computed inside the
+transaction, so concurrent runs on several nodes cannot hand out one join address twice or
+accept overlapping subnets), then does its host-side steps in the network namespace it runs in.
+Re-running with the same arguments changes nothing; with new arguments it converges to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+
+import netaddr
+
+from ovn_k8s import config, host, ipam, naming
+from ovn_k8s.build import topology
+from ovn_k8s.cli import common
+from ovn_k8s.errors import ConfigError, NotReadyError
+from ovn_k8s.nb import connection
+from ovn_k8s.nb.apply import ApplyCommand, NbView
+from ovn_k8s.nb.model import Row
+from ovn_k8s.nb.plan import Plan
+from ovn_k8s.ovs import LocalOvs
+
+LOG = logging.getLogger(__name__)
+PROG = "ovn-k8s-overlay"
+CNI_CONFLIST = "10-ovn-k8s.conflist"
+CNI_NETWORK_NAME = "ovn-k8s"
+
+
+# --- shared steps -----------------------------------------------------------------------------
+def _resolve(args: argparse.Namespace, ovs: LocalOvs, extra: Sequence[str]) -> config.Config:
+    cfg = config.resolve(args, (*common.GLOBAL_OPTIONS, *extra), ovs_external_ids=ovs.external_ids)
+    common.setup_logging(cfg.log_level, cfg.log_file)
+    return cfg
+
+
+def _open_ovs(args: argparse.Namespace) -> LocalOvs:
+    pre = config.resolve(args, ("ovs_db", "timeout"))
+    return LocalOvs(pre.ovs_db, timeout=pre.timeout)
+
+
+def apply_rows(nb: object, *, scopes: Sequence[str], build, timeout: float) -> Plan:  # type: ignore[no-untyped-def]
+    """Run one ApplyCommand in one NB transaction; return the plan it executed."""
+    cmd = ApplyCommand(nb, scopes=scopes, build=build)
+    with connection.transaction(nb, timeout=timeout) as txn:
+        txn.add(cmd)
+    plan: Plan = cmd.result
+    LOG.info("NB %s: %s", ",".join(scopes), plan.summary() if plan else "no change")
+    return plan
+
+
+def _other_node_subnets(view: NbView, node: str) -> list[tuple[str, netaddr.IPNetwork]]:
+    out = []
+    for row in view.owned(topology.LS, "node:"):
+        other = row.external_ids.get(naming.NODE_KEY)
+        subnet = row.other_config.get("subnet")
+        if other and other != node and subnet:
+            out.append((other, netaddr.IPNetwork(subnet)))
+    return out
+
+
+def _cluster_router(view: NbView, cluster_subnet: netaddr.IPNetwork | None) -> object:
+    router = view.row(topology.LR, topology.CLUSTER_ROUTER_ID)
+    if router is None:
+        raise NotReadyError("the cluster router does not exist in the NB: run master-init first")
+    recorded = router.external_ids.get(naming.CLUSTER_SUBNET_KEY)
+    if cluster_subnet is not None and recorded and netaddr.IPNetwork(recorded) != cluster_subnet:
+        raise ConfigError(f"--cluster-ip-subnet {cluster_subnet} differs from the cluster's "
+                          f"{recorded} (set by master-init)")
+    return router
+
+
+def setup_management_port(ovs: LocalOvs, *, node: str, subnet: netaddr.IPNetwork,
+                          cluster_subnet: netaddr.IPNetwork, mtu: int) -> None:
+    """The node's own port on its switch: OVS internal port k8s-<node> with S+2, and a route
+    to the cluster subnet via S+1, so the node reaches pods (health checks, the API server)."""
+    addrs = ipam.node_addresses(subnet)
+    ifname = naming.mgmt_ifname(node)
+    ovs.ensure_integration_bridge()
+    ovs.ensure_port(naming.BR_INT, ifname, type="internal", mac=topology.mgmt_mac(subnet),
+                    mtu_request=mtu, external_ids={"iface-id": naming.mgmt_port(node)})
+    ovs.commit()
+    host.wait_for_link(ifname)
+    host.set_up(ifname)
+    host.ensure_addresses(ifname, [addrs.mgmt_cidr])
+    host.ensure_route(str(cluster_subnet), str(addrs.router_ip), ifname)
+
+
+def _node_subnet_check(view: NbView, node: str, subnet: netaddr.IPNetwork,
+                       cluster: netaddr.IPNetwork) -> None:
+    ipam.check_node_subnet(subnet, cluster, _other_node_subnets(view, node))
+
+
+# --- master-init -------------------------------------------------------------------------------
+def master_init(args: argparse.Namespace) -> int:
+    node = naming.node_name(args.node_name)
+    cluster = ipam.parse_cidr(args.cluster_ip_subnet, "--cluster-ip-subnet")
+    subnet = ipam.parse_cidr(args.master_switch_subnet, "--master-switch-subnet")
+    with _open_ovs(args) as ovs:
+        cfg = _resolve(args, ovs, ("mtu", "join_subnet"))
+        join = ipam.parse_cidr(cfg.join_subnet, "--join-subnet")
+        if join.first <= cluster.last and cluster.first <= join.last:
+            raise ConfigError(f"--join-subnet {join} overlaps --cluster-ip-subnet {cluster}")
+        ipam.check_node_subnet(subnet, cluster, [])
+        ipam.node_addresses(subnet)
+        nb = common.connect_nb(cfg)
+        try:
+            def build(view: NbView) -> list[Row]:
+                _node_subnet_check(view, node, subnet, cluster)
+                router = view.row(topology.LR, topology.CLUSTER_ROUTER_ID)
+                if router is not None:
+                    view.verify(router, "ports")
+                spec = topology.MasterSpec(master=node, cluster_subnet=cluster, join_subnet=join)
+                return [*topology.master_rows(spec),
+                        *topology.node_rows(topology.NodeSpec(node=node, subnet=subnet))]
+
+            apply_rows(nb, scopes=(naming.OWNER_CLUSTER, naming.owner_node(node)), build=build,
+                       timeout=cfg.timeout)
+        finally:
+            connection.disconnect(nb)
+        setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster, mtu=cfg.mtu)
+    print("Initialization complete.")
+    return 0
+
+
+# --- minion-init -------------------------------------------------------------------------------
+def minion_init(args: argparse.Namespace) -> int:
+    node = naming.node_name(args.node_name)
+    cluster = ipam.parse_cidr(args.cluster_ip_subnet, "--cluster-ip-subnet")
+    subnet = ipam.parse_cidr(args.minion_switch_subnet, "--minion-switch-subnet")
+    ipam.check_node_subnet(subnet, cluster, [])
+    ipam.node_addresses(subnet)
+    with _open_ovs(args) as ovs:
+        cfg = _resolve(args, ovs, ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin"))
+        nb = common.connect_nb(cfg)
+        try:
+            def build(view: NbView) -> list[Row]:
+                router = _cluster_router(view, cluster)
+                # Every node links a port into the cluster router: verifying that column makes
+                # two concurrent minion-inits serialise, so the overlap check below holds.
+                view.verify(router, "ports")
+                _node_subnet_check(view, node, subnet, cluster)
+                return topology.node_rows(topology.NodeSpec(node=node, subnet=subnet))
+
+            apply_rows(nb, scopes=(naming.owner_node(node),), build=build, timeout=cfg.timeout)
+        finally:
+            connection.disconnect(nb)
+        setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster, mtu=cfg.mtu)
+    install_cni(cfg)
+    print("Initialization complete.")
+    return 0
+
+
+def install_cni(cfg: config.Config) -> bool:
+    """Link the CNI plugin into the runtime's plugin dir and write a .conflist, once the plugin
+    exists in PATH. Runtimes pick the first conflist in lexical order, hence the 10- prefix."""
+    plugin = shutil.which(cfg.cni_plugin)
+    if plugin is None:
+        LOG.warning("CNI plugin %s not found in PATH: CNI configuration not installed",
+                    cfg.cni_plugin)
+        return False
+    name = os.path.basename(cfg.cni_plugin)
+    os.makedirs(cfg.cni_bin_dir, exist_ok=True)
+    link = os.path.join(cfg.cni_bin_dir, name)
+    if os.path.realpath(link) != os.path.realpath(plugin):
+        tmp = link + ".tmp"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(os.path.realpath(plugin), tmp)
+        os.replace(tmp, link)
+    conflist = {"cniVersion": "1.0.0", "name": CNI_NETWORK_NAME,
+                "plugins": [{"type": name, "mtu": cfg.mtu}]}
+    text = json.dumps(conflist, indent=2, sort_keys=True) + "\n"
+    os.makedirs(cfg.cni_conf_dir, exist_ok=True)
+    path = os.path.join(cfg.cni_conf_dir, CNI_CONFLIST)
+    if not os.path.exists(path) or open(path, encoding="utf-8").read() != text:
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    return True
+
+
+# --- gateway-init ------------------------------------------------------------------------------
+def gateway_init(args: argparse.Namespace) -> int:
+    node = naming.node_name(args.node_name)
+    cluster = ipam.parse_cidr(args.cluster_ip_subnet, "--cluster-ip-subnet")
+    physical_ip = ipam.parse_ip_with_mask(args.physical_ip, "--physical-ip")
+    default_gw = ipam.parse_ip(args.default_gw, "--default-gw") if args.default_gw else None
+    rampout = [ipam.parse_cidr(s.strip(), "--rampout-ip-subnets")
+               for s in (args.rampout_ip_subnets or "").split(",") if s.strip()]
+    with _open_ovs(args) as ovs:
+        cfg = _resolve(args, ovs, ())
+        system_id = ovs.system_id()
+        if args.physical_interface:
+            port_name = args.physical_interface
+            mac = host.link_mac(port_name)
+        else:
+            port_name = args.bridge_interface
+            ovs.require_bridge(port_name)
+            mac = ovs.mac_in_use(port_name)
+        nb = common.connect_nb(cfg)
+        try:
+            def build(view: NbView) -> list[Row]:
+                _cluster_router(view, cluster)
+                join_ls = view.row(topology.LS, topology.JOIN_SWITCH_ID)
+                if join_ls is None:
+                    raise NotReadyError("the join switch does not exist in the NB: run master-init first")
+                join = netaddr.IPNetwork(join_ls.external_ids[naming.JOIN_SUBNET_KEY])
+                # Every gateway links a port into the join switch: verifying that column makes
+                # concurrent gateway-inits serialise, so no join address is handed out twice.
+                view.verify(join_ls, "ports")
+                join_ip = _join_address(view, node, join)
+                spec = topology.GatewaySpec(
+                    node=node, system_id=system_id, cluster_subnet=cluster, join_subnet=join,
+                    join_ip=join_ip, physical_ip=physical_ip, physical_mac=mac,
+                    port_name=port_name, default_gw=default_gw, rampout_subnets=rampout)
+                return topology.gateway_rows(spec)
+
+            apply_rows(nb, scopes=(naming.owner_gateway(node),), build=build, timeout=cfg.timeout)
+        finally:
+            connection.disconnect(nb)
+        iface_id = naming.external_port(port_name, node)
+        if args.physical_interface:
+            # The NIC becomes an OVN port: its address now belongs to the gateway router.
+            ovs.ensure_integration_bridge()
+            ovs.ensure_port(naming.BR_INT, port_name, external_ids={"iface-id": iface_id})
+            ovs.commit()
+            host.flush_addresses(port_name)
+        else:
+            # Shared NIC: the router shares the bridge's MAC and IP (the gateway helper sorts the
+            # traffic); pin the bridge MAC so it survives the NIC being re-added.
+            ovs.ensure_integration_bridge()
+            ovs.ensure_bridge(port_name, other_config={"hwaddr": mac})
+            ovs.ensure_patch_pair(naming.BR_INT, naming.patch_int_to_bridge(port_name),
+                                  port_name, naming.patch_bridge_to_int(port_name),
+                                  external_ids_a={"iface-id": iface_id})
+            ovs.commit()
+    print("Initialization complete.")
+    return 0
+
+
+def _join_address(view: NbView, node: str, join: netaddr.IPNetwork) -> netaddr.IPAddress:
+    """This gateway's join address: the one it has if still valid, else the lowest free one."""
+    mine = naming.rtoj(naming.gateway_router(node))
+    used: list[netaddr.IPAddress] = []
+    current: netaddr.IPAddress | None = None
+    for lrp in view.owned(topology.LRP):
+        if lrp.external_ids.get(naming.CONNECT_TO_JOIN_MARK) != "yes":
+            continue
+        for cidr in lrp.networks:
+            ip = netaddr.IPNetwork(cidr).ip
+            if lrp.name == mine:
+                current = ip if ip in join else None
+            elif ip in join:
+                used.append(ip)
+    if current is not None and current not in used and current != ipam.join_router_ip(join):
+        return current
+    return ipam.allocate_join_ip(join, used)
+
+
+# --- argument parsing --------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Build the cluster's OVN topology (idempotent; run on each node).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def subcommand(name: str, help_text: str, extra: Sequence[str]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           parents=[common.global_parent(extra)])
+        p.add_argument("--node-name", required=True,
+                       help="this node's name, exactly as the kubelet reports it (lower-cased)")
+        p.add_argument("--cluster-ip-subnet", required=True, metavar="CIDR",
+                       help="the cluster-wide pod subnet, e.g. 10.244.0.0/16")
+        return p
+
+    m = subcommand("master-init", "Create the cluster router, join switch, load balancer groups "
+                   "and the master's own node switch and management port.", ("mtu", "join_subnet"))
+    m.add_argument("--master-switch-subnet", required=True, metavar="CIDR",
+                   help="the master's node subnet, inside the cluster subnet, e.g. 10.244.0.0/24")
+    m.set_defaults(func=master_init)
+
+    n = subcommand("minion-init", "Create this node's switch, its router port and management "
+                   "port, and install the CNI configuration.",
+                   ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin"))
+    n.add_argument("--minion-switch-subnet", required=True, metavar="CIDR",
+                   help="this node's pod subnet, inside the cluster subnet, e.g. 10.244.1.0/24")
+    n.set_defaults(func=minion_init)
+
+    g = subcommand("gateway-init", "Make this node a gateway: gateway router bound to this "
+                   "chassis, external switch, SNAT and routes.", ())
+    mode = g.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--physical-interface", metavar="NIC",
+                      help="a NIC dedicated to the gateway: it is moved into br-int and its "
+                           "address flushed (the gateway router takes it over)")
+    mode.add_argument("--bridge-interface", metavar="BRIDGE",
+                      help="an OVS bridge holding a NIC shared with the host (see "
+                           "ovn-k8s-util nics-to-bridge); the router shares its MAC and IP")
+    g.add_argument("--physical-ip", required=True, metavar="IP/LEN",
+                   help="the gateway router's external address with its prefix length")
+    g.add_argument("--default-gw", metavar="IP",
+                   help="next hop of the gateway router's default route (may be off-subnet)")
+    g.add_argument("--rampout-ip-subnets", metavar="CIDR[,CIDR...]",
+                   help="source subnets whose traffic must leave through this gateway")
+    g.set_defaults(func=gateway_init)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return common.run(PROG, args.func, args)

@@ -1,0 +1,80 @@
+"""ovn-k8s-util nics-to-bridge NIC [NIC...]: put each NIC into an OVS bridge br<NIC> and move its
+addresses and routes onto the bridge, so the host keeps its connectivity while the NIC becomes
+shareable with OVN (gateway-init --bridge-interface br<NIC>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from ovn_k8s import config, host, naming
+from ovn_k8s.cli import common
+from ovn_k8s.errors import HostError
+from ovn_k8s.ovs import LocalOvs
+
+LOG = logging.getLogger(__name__)
+PROG = "ovn-k8s-util"
+
+
+def nic_to_bridge(ovs: LocalOvs, nic: str) -> str:
+    bridge = naming.nic_bridge(nic)
+    if ovs.bridge(nic) is not None:
+        raise HostError(f"{nic} is itself an OVS bridge")
+    owner = ovs.port_bridge(nic)
+    if owner is not None and owner != bridge:
+        raise HostError(f"{nic} is already a port of OVS bridge {owner}")
+    mac = host.link_mac(nic)
+    # Record before touching anything: removing the NIC's addresses drops its routes.
+    addrs = [a for a in host.addresses(nic) if a.movable]
+    routes = host.routes_via(nic)
+    ovs.ensure_bridge(bridge, fail_mode="standalone", other_config={"hwaddr": mac},
+                      external_ids={"bridge-id": bridge})
+    ovs.ensure_port(bridge, nic)
+    ovs.commit()
+    host.wait_for_link(bridge)
+    host.set_up(bridge)
+    if addrs:
+        for family in {a.family for a in addrs}:
+            wanted = [a.cidr for a in addrs if a.family == family]
+            host.flush_addresses(nic, family)
+            kept = [a.cidr for a in host.addresses(bridge, family)]
+            host.ensure_addresses(bridge, sorted(set(kept) | set(wanted)), family=family)
+        for route in routes:
+            host.add_route(route, bridge)
+        LOG.info("%s: moved %d addresses and %d routes to %s", nic, len(addrs), len(routes), bridge)
+    return bridge
+
+
+def nics_to_bridge(args: argparse.Namespace) -> int:
+    cfg = config.resolve(args, ("ovs_db", "timeout", "log_level", "log_file"))
+    common.setup_logging(cfg.log_level, cfg.log_file)
+    for nic in args.nics:
+        host.require_link(nic, "NIC")
+    with LocalOvs(cfg.ovs_db, timeout=cfg.timeout) as ovs:
+        for nic in args.nics:
+            print(f"{nic} -> {nic_to_bridge(ovs, nic)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Host utilities for ovn-k8s.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("global options")
+    config.add_config_flag(group)  # type: ignore[arg-type]
+    config.add_options(group, ("ovs_db", "timeout", "log_level", "log_file"))  # type: ignore[arg-type]
+    n = sub.add_parser("nics-to-bridge", parents=[parent],
+                       help="move each NIC into an OVS bridge br<NIC>, with its addresses and routes",
+                       description="For each NIC: create OVS bridge br<NIC> (fail-mode standalone, "
+                                   "MAC pinned to the NIC's), add the NIC to it, and move the NIC's "
+                                   "static addresses and routes to the bridge. Idempotent.")
+    n.add_argument("nics", nargs="+", metavar="NIC", help="interface to move (e.g. eth0)")
+    n.set_defaults(func=nics_to_bridge)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return common.run(PROG, args.func, args)

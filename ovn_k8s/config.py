@@ -1,0 +1,185 @@
+"""Configuration in one place, with one precedence for every command and daemon.
+
+    command-line flag  >  environment (OVN_K8S_<NAME>)  >  config file ([default] section of
+    --config, default /etc/openvswitch/ovn_k8s.conf, the original keys)  >  the local OVS
+    Open_vSwitch external_ids (ovn-nb, k8s-api-server, ...)  >  built-in default
+
+Each option is declared once in OPTIONS; argparse flags, environment names, file keys and OVS
+keys all come from that declaration, so a new option cannot be half wired. The OVS layer is read
+lazily: only when an option that has an OVS key is not set by a stronger layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import configparser
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovn_k8s.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "/etc/openvswitch/ovn_k8s.conf"
+ENV_PREFIX = "OVN_K8S_"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str                      # attribute on Config, and the env suffix (upper-cased)
+    help: str
+    default: Any = None
+    file_key: str | None = None    # key in the config file's [default] section
+    ovs_key: str | None = None     # key in Open_vSwitch external_ids
+    type: Callable[[str], Any] = str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+OPTIONS: dict[str, Option] = {o.name: o for o in [
+    Option("ovn_nb", "OVN Northbound database: unix:PATH, tcp:IP:PORT or ssl:IP:PORT "
+           "(OVS external_ids:ovn-nb)", file_key="ovn_nb", ovs_key="ovn-nb", metavar="ADDR"),
+    Option("ovs_db", "the local Open vSwitch database", default="unix:/var/run/openvswitch/db.sock",
+           file_key="ovs_db", metavar="ADDR"),
+    Option("nb_privkey", "private key for ssl: connections to the NB",
+           default="/etc/openvswitch/ovncontroller-privkey.pem", file_key="private_key", metavar="FILE"),
+    Option("nb_cert", "certificate for ssl: connections to the NB",
+           default="/etc/openvswitch/ovncontroller-cert.pem", file_key="certificate", metavar="FILE"),
+    Option("nb_cacert", "CA certificate that signed the NB server's certificate; bootstrapped from "
+           "the server (trust on first use) when the file does not exist yet",
+           default="/etc/openvswitch/ovnnb-ca.cert", file_key="ca_cert", metavar="FILE"),
+    Option("timeout", "seconds to wait for a database connection or transaction", default=30.0,
+           file_key="timeout", type=float, metavar="SECONDS"),
+    Option("mtu", "MTU of the management port and of pods (geneve needs ~100 bytes of headroom)",
+           default=1400, file_key="mtu", type=int),
+    Option("join_subnet", "subnet of the join switch between the cluster router and the gateway "
+           "routers; must not overlap the cluster or any physical network",
+           default="100.64.0.0/16", file_key="join_subnet", metavar="CIDR"),
+    Option("cni_conf_dir", "where minion-init writes the CNI network configuration",
+           default="/etc/cni/net.d", file_key="cni_conf_path", metavar="DIR"),
+    Option("cni_bin_dir", "where minion-init links the CNI plugin for the container runtime",
+           default="/opt/cni/bin", file_key="cni_link_path", metavar="DIR"),
+    Option("cni_plugin", "the CNI plugin executable, looked up in PATH",
+           default="ovn-k8s-cni-overlay", file_key="cni_plugin", metavar="NAME"),
+    Option("log_level", "log level: debug, info, warning or error", default="warning",
+           file_key="log_level", metavar="LEVEL"),
+    Option("log_file", "write logs to FILE instead of stderr", file_key="log_file", metavar="FILE"),
+    Option("k8s_api_server", "Kubernetes API server URL (http:// is assumed without a scheme)",
+           file_key="k8s_api_server", ovs_key="k8s-api-server", metavar="URL"),
+    Option("k8s_api_token", "bearer token for the Kubernetes API", file_key="k8s_api_token",
+           ovs_key="k8s-api-token", metavar="TOKEN"),
+    Option("k8s_ca_certificate", "CA bundle that signed the API server's certificate",
+           default="/etc/openvswitch/k8s-ca.crt", file_key="k8s_ca_certificate", metavar="FILE"),
+    Option("kubeconfig", "kubeconfig file (also $KUBECONFIG); wins over k8s-api-server",
+           file_key="kubeconfig", metavar="FILE"),
+    Option("conntrack_zone", "conntrack zone the gateway helper uses on a shared NIC",
+           default=64000, file_key="conntrack_zone", type=int, metavar="ZONE"),
+]}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Resolved settings: every option's value and the layer it came from."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def add_options(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    """Add the flags of the named options; their argparse default is 'unset' (None)."""
+    for name in names:
+        opt = OPTIONS[name]
+        default = f" (default: {opt.default})" if opt.default is not None else ""
+        parser.add_argument(opt.flag, dest=opt.name, default=None, metavar=opt.metavar,
+                            help=f"{opt.help}{default}; env {opt.env}")
+
+
+def add_config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help=f"INI config file with a [default] section (default: "
+                             f"{DEFAULT_CONFIG_FILE}; env {ENV_PREFIX}CONFIG)")
+
+
+def read_config_file(path: str | None) -> dict[str, Any]:
+    """The [default] section of the INI file; values go through literal_eval as the original did.
+
+    A missing default file is fine; a missing file the user named is an error.
+    """
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG_FILE
+    if not os.path.exists(path):
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid INI: {str(e).splitlines()[0]}") from None
+    if not parser.has_section("default"):
+        return {}
+    out: dict[str, Any] = {}
+    for key, raw in parser.items("default"):
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out
+
+
+def resolve(args: argparse.Namespace | Mapping[str, Any], names: Iterable[str], *,
+            env: Mapping[str, str] | None = None,
+            ovs_external_ids: Callable[[], Mapping[str, str]] | None = None) -> Config:
+    """Resolve the named options through the precedence chain (see module docstring)."""
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    env = os.environ if env is None else env
+    file_values = read_config_file(given.get("config") or env.get(ENV_PREFIX + "CONFIG"))
+    ovs_cache: list[Mapping[str, str]] = []
+
+    def from_ovs(key: str) -> str | None:
+        if ovs_external_ids is None:
+            return None
+        if not ovs_cache:
+            ovs_cache.append(ovs_external_ids())
+        value = ovs_cache[0].get(key)
+        return value or None
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in names:
+        opt = OPTIONS[name]
+        for source, raw in (("flag", given.get(name)), ("env", env.get(opt.env)),
+                            ("file", file_values.get(opt.file_key) if opt.file_key else None)):
+            if raw is not None and raw != "":
+                break
+        else:
+            raw = from_ovs(opt.ovs_key) if opt.ovs_key else None
+            source = "ovs"
+            if raw is None:
+                raw, source = opt.default, "default"
+        if raw is not None and not isinstance(raw, opt.type):
+            try:
+                raw = opt.type(raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{opt.flag}: {raw!r} is not a valid {opt.type.__name__}") from None
+        values[name] = raw
+        sources[name] = source
+    server = values.get("k8s_api_server")
+    if server and "://" not in server:
+        # The original tools took "host:port" to mean plain http.
+        values["k8s_api_server"] = "http://" + server
+    return Config(values=values, sources=sources)

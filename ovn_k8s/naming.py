@@ -1,0 +1,125 @@
+"""Every OVN Northbound name and every `external_ids` key ovn-k8s writes, in one place.
+
+Names follow the original ovn-kubernetes tools so that `ovn-nbctl show` reads the same to people
+who know them; identity never relies on names (Logical_Switch, Logical_Router and Load_Balancer
+names are not unique in the NB schema) but on the two ownership keys below.
+
+Node names are lower-cased everywhere (Kubernetes reports lower-case node names; the original
+lower-cased them in minion-init but not in gateway-init).
+"""
+
+from __future__ import annotations
+
+import re
+
+# --- ownership: on every row we create --------------------------------------------------------
+OWNER_KEY = "ovn-k8s/owner"   # who owns the row: "cluster", "node:<n>", "gateway:<n>", "pod:<ns>/<name>"
+ID_KEY = "ovn-k8s/id"         # the row's identity, unique within its table
+
+OWNER_CLUSTER = "cluster"
+
+
+def owner_node(node: str) -> str:
+    return f"node:{node}"
+
+
+def owner_gateway(node: str) -> str:
+    return f"gateway:{node}"
+
+
+# --- markers kept from the original tools (read by people and old scripts) --------------------
+CLUSTER_ROUTER_MARK = "k8s-cluster-router"        # = "yes" on the cluster router
+CONNECT_TO_JOIN_MARK = "connect_to_join"          # = "yes" on router ports on the join switch
+GATEWAY_PHYSICAL_IP_MARK = "gateway-physical-ip"  # = "yes" on rtoe-GR_<node>
+PHYSICAL_IP_KEY = "physical_ip"                   # on GR_<node>: its external IP, no mask
+GATEWAY_IP_KEY = "gateway_ip"                     # on a node switch: <router ip>/<len>
+CLUSTER_SUBNET_KEY = "ovn-k8s/cluster-subnet"     # on the cluster router
+JOIN_SUBNET_KEY = "ovn-k8s/join-subnet"           # on the join switch
+NODE_KEY = "ovn-k8s/node"                         # node name on node switches and gateway routers
+
+# --- load balancer groups (the table has no external_ids: these names are reserved) ----------
+CLUSTER_LB_GROUP = "k8s-cluster-lbs"   # on every node switch: ClusterIP VIPs
+GATEWAY_LB_GROUP = "k8s-gateway-lbs"   # on every gateway router: NodePort / external VIPs
+LB_GROUPS = (CLUSTER_LB_GROUP, GATEWAY_LB_GROUP)
+
+JOIN_SWITCH = "join"
+BR_INT = "br-int"
+
+_NODE_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+
+
+def node_name(raw: str) -> str:
+    """Canonical node name: lower-case, and a valid Kubernetes node name."""
+    name = raw.strip().lower()
+    if not _NODE_RE.match(name):
+        from ovn_k8s.errors import ConfigError
+
+        raise ConfigError(f"invalid node name {raw!r}: expected a DNS subdomain such as 'node-1'")
+    return name
+
+
+# --- per node ---------------------------------------------------------------------------------
+def node_switch(node: str) -> str:
+    return node
+
+
+def rtos(node: str) -> str:
+    return f"rtos-{node}"
+
+
+def stor(node: str) -> str:
+    return f"stor-{node}"
+
+
+def mgmt_port(node: str) -> str:
+    """Logical switch port of the node's management port (the OVS iface-id)."""
+    return f"k8s-{node}"
+
+
+def mgmt_ifname(node: str) -> str:
+    """Host interface of the management port: Linux limits names to 15 characters."""
+    return f"k8s-{node[:11]}"
+
+
+# --- cluster router side of the join switch -----------------------------------------------------
+def rtoj(router: str) -> str:
+    return f"rtoj-{router}"
+
+
+def jtor(router: str) -> str:
+    return f"jtor-{router}"
+
+
+# --- per gateway --------------------------------------------------------------------------------
+def gateway_router(node: str) -> str:
+    return f"GR_{node}"
+
+
+def external_switch(node: str) -> str:
+    return f"ext_{node}"
+
+
+def rtoe(router: str) -> str:
+    return f"rtoe-{router}"
+
+
+def etor(router: str) -> str:
+    return f"etor-{router}"
+
+
+def external_port(iface: str, node: str) -> str:
+    """The LSP on ext_<node> bound to the NIC (or to the patch port of a shared-NIC bridge)."""
+    return f"{iface}_{node}"
+
+
+def patch_int_to_bridge(bridge: str) -> str:
+    return f"k8s-patch-{BR_INT}-{bridge}"
+
+
+def patch_bridge_to_int(bridge: str) -> str:
+    return f"k8s-patch-{bridge}-{BR_INT}"
+
+
+def nic_bridge(nic: str) -> str:
+    """nics-to-bridge eth0 -> breth0."""
+    return f"br{nic}"

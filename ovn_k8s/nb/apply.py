@@ -1,0 +1,245 @@
+"""Write a plan to the NB in one transaction, with the plan computed inside that transaction.
+
+`ApplyCommand` is an ovsdbapp command: its `run_idl` reads the owned rows from the IDL, asks
+the caller's `build(view)` for the desired rows, plans the difference and writes it. ovsdbapp
+re-runs `run_idl` on TRY_AGAIN against fresh IDL state, so a decision taken from what was read
+(a free join address, a subnet overlap check) is re-taken if a concurrent writer got there
+first; `view.verify()` marks the rows whose columns such a decision depends on.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuidlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ovsdbapp.backend.ovs_idl import command as ovs_command
+
+from ovn_k8s import naming
+from ovn_k8s.errors import NotReadyError
+from ovn_k8s.nb.model import (CHILD_TABLES, NAMED_TABLES, NO_EXTERNAL_IDS, PARENT_COLUMNS,
+                              ActualRow, Parent, Ref, Row)
+from ovn_k8s.nb.plan import Plan, plan_rows
+
+LOG = logging.getLogger(__name__)
+OWNERSHIP_KEYS = (naming.OWNER_KEY, naming.ID_KEY)
+MANAGED_TABLES = ("Load_Balancer_Group", "Load_Balancer", "Logical_Router", "Logical_Switch",
+                  "Logical_Router_Port", "Logical_Switch_Port", "Logical_Router_Static_Route",
+                  "NAT", "Chassis_Template_Var")
+
+
+def _row_id(table: str, row: Any) -> str | None:
+    if table in NO_EXTERNAL_IDS:
+        return row.name
+    rid = row.external_ids.get(naming.ID_KEY)
+    if rid is None and table in NAMED_TABLES:
+        return row.name  # not ours yet, but adoptable by its unique name
+    return rid
+
+
+def _row_owner(table: str, row: Any) -> str | None:
+    if table == "Load_Balancer_Group":
+        return naming.OWNER_CLUSTER if row.name in naming.LB_GROUPS else None
+    return row.external_ids.get(naming.OWNER_KEY)
+
+
+class NbView:
+    """Read access to the NB for builders, valid inside one run of `run_idl`."""
+
+    def __init__(self, idl: Any, tables: Iterable[str] = MANAGED_TABLES) -> None:
+        self.idl = idl
+        self._by_id: dict[tuple[str, str], list[Any]] = {}
+        self._ident: dict[Any, tuple[str, str]] = {}
+        self._parent: dict[Any, Parent] = {}
+        self._holders: dict[Any, list[tuple[Any, str]]] = {}
+        for table in tables:
+            if table not in idl.tables:
+                continue
+            for row in idl.tables[table].rows.values():
+                rid = _row_id(table, row)
+                if rid is not None:
+                    self._by_id.setdefault((table, rid), []).append(row)
+                    self._ident[row.uuid] = (table, rid)
+        for child_table, (ptable, column) in PARENT_COLUMNS.items():
+            for prow in idl.tables[ptable].rows.values():
+                pid = self._ident.get(prow.uuid)
+                for child in getattr(prow, column):
+                    self._holders.setdefault(child.uuid, []).append((prow, column))
+                    if pid is not None:
+                        self._parent[child.uuid] = Parent(ptable, pid[1], column)
+
+    def rows(self, table: str, rid: str) -> list[Any]:
+        return sorted(self._by_id.get((table, rid), []), key=lambda r: str(r.uuid))
+
+    def row(self, table: str, rid: str) -> Any | None:
+        rows = self.rows(table, rid)
+        return rows[0] if rows else None
+
+    def owned(self, table: str, owner_prefix: str = "") -> list[Any]:
+        """Rows of `table` whose owner starts with owner_prefix (e.g. 'gateway:')."""
+        out = []
+        for (tbl, _), rows in self._by_id.items():
+            if tbl != table:
+                continue
+            out.extend(r for r in rows if (_row_owner(table, r) or "").startswith(owner_prefix)
+                       and _row_owner(table, r) is not None)
+        return sorted(out, key=lambda r: str(r.uuid))
+
+    def holders(self, child_uuid: Any) -> list[tuple[Any, str]]:
+        """Every (row, column) that references the child row (to unlink it before deleting)."""
+        return self._holders.get(child_uuid, [])
+
+    def verify(self, row: Any, column: str) -> None:
+        """Fail (and retry) the transaction if `row.column` changed since it was read."""
+        row.verify(column)
+
+    # -- conversion of IDL rows to the plain form the planner compares ----------------------
+    def actual(self, table: str, row: Any, columns: Iterable[str]) -> ActualRow:
+        values: dict[str, Any] = {}
+        for col in columns:
+            values[col] = self._plain(getattr(row, col), col == "external_ids")
+        return ActualRow(table=table, id=self._ident[row.uuid][1], owner=_row_owner(table, row),
+                         uuid=str(row.uuid), columns=values, parent=self._parent.get(row.uuid))
+
+    def _plain(self, value: Any, strip_owner: bool) -> Any:
+        if isinstance(value, dict):
+            return {k: self._plain_scalar(v) for k, v in value.items()
+                    if not (strip_owner and k in OWNERSHIP_KEYS)}
+        if isinstance(value, list):
+            return [self._plain_scalar(v) for v in value]
+        return self._plain_scalar(value)
+
+    def _plain_scalar(self, value: Any) -> Any:
+        uuid = getattr(value, "uuid", None)
+        if uuid is not None:  # a reference to another row
+            ident = self._ident.get(uuid)
+            return Ref(*ident) if ident else Ref("?", str(uuid))
+        return value
+
+
+class ApplyCommand(ovs_command.BaseCommand):
+    """Make the rows owned by `scopes` equal to `build(view)`, in the enclosing transaction.
+
+    Rows outside the scopes are never deleted; a desired row found under another owner is
+    adopted (its owner key is rewritten). `result` is the executed Plan.
+    """
+
+    def __init__(self, api: Any, *, scopes: Iterable[str],
+                 build: Callable[[NbView], list[Row]], dry_run: bool = False) -> None:
+        super().__init__(api)
+        self.scopes = frozenset(scopes)
+        self.build = build
+        self.dry_run = dry_run
+
+    def run_idl(self, txn: Any) -> None:
+        view = NbView(self.api.idl)
+        desired = self.build(view)
+        wanted_ids = {(r.table, r.id) for r in desired}
+        columns_of = {(r.table, r.id): tuple(r.columns) for r in desired}
+        actual: list[ActualRow] = []
+        for table in MANAGED_TABLES:
+            if table not in self.api.idl.tables:
+                continue
+            for row in self.api.idl.tables[table].rows.values():
+                rid = _row_id(table, row)
+                if rid is None:
+                    continue
+                if _row_owner(table, row) in self.scopes or (table, rid) in wanted_ids:
+                    actual.append(view.actual(table, row, columns_of.get((table, rid), ())))
+        plan = plan_rows(desired, actual)
+        self.result = plan
+        if plan and not self.dry_run:
+            _write(self.api, txn, view, plan)
+
+
+def _resolve(value: Any, lookup: Callable[[Ref], Any]) -> Any:
+    if isinstance(value, Ref):
+        return lookup(value)
+    if isinstance(value, Mapping):
+        return {k: _resolve(v, lookup) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_resolve(v, lookup) for v in value]
+    return value
+
+
+def _column_value(table: Any, column: str, value: Any) -> Any:
+    """Python-ovs wants optional scalars as lists and sets as lists."""
+    ctype = table.columns[column].type
+    if ctype.is_map():
+        return dict(value or {})
+    if ctype.is_set() or ctype.is_optional():
+        if value is None:
+            return []
+        return list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+    return value
+
+
+def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
+    idl = api.idl
+    created: dict[tuple[str, str], Any] = {}
+    children_of_new: dict[tuple[str, str, str], list[Any]] = {}
+
+    def lookup(ref: Ref) -> Any:
+        row = created.get((ref.table, ref.id)) or view.row(ref.table, ref.id)
+        if row is None:
+            raise NotReadyError(f"{ref.table} {ref.id!r} does not exist in the NB "
+                                "(has master-init run?)")
+        return row
+
+    def ownership(row: Row) -> dict[str, str]:
+        return {naming.OWNER_KEY: row.owner, naming.ID_KEY: row.id}
+
+    def link(child: Any, parent: Parent) -> None:
+        key = (parent.table, parent.id)
+        if key in created:
+            children_of_new.setdefault((parent.table, parent.id, parent.column), []).append(child)
+        else:
+            lookup(Ref(parent.table, parent.id)).addvalue(parent.column, child)
+
+    for row in plan.create:
+        created[(row.table, row.id)] = txn.insert(idl.tables[row.table])
+    for row in plan.create:
+        irow = created[(row.table, row.id)]
+        table = idl.tables[row.table]
+        for col, val in row.columns.items():
+            if col == "external_ids":
+                continue
+            setattr(irow, col, _column_value(table, col, _resolve(val, lookup)))
+        if row.table not in NO_EXTERNAL_IDS:
+            irow.external_ids = {**row.columns.get("external_ids", {}), **ownership(row)}
+        if row.parent is not None:
+            link(irow, row.parent)
+        LOG.debug("create %s %s", row.table, row.id)
+    for upd in plan.update:
+        table = idl.tables[upd.desired.table]
+        irow = table.rows[uuidlib.UUID(upd.actual.uuid)]
+        for col, val in upd.columns.items():
+            if col == "external_ids":
+                continue
+            setattr(irow, col, _column_value(table, col, _resolve(val, lookup)))
+        if upd.desired.table not in NO_EXTERNAL_IDS:
+            if "external_ids" in upd.desired.columns:
+                irow.external_ids = {**upd.desired.columns["external_ids"], **ownership(upd.desired)}
+            else:
+                for key, value in ownership(upd.desired).items():
+                    irow.setkey("external_ids", key, value)
+        if upd.relink:
+            for holder, column in view.holders(irow.uuid):
+                holder.delvalue(column, irow)
+            assert upd.desired.parent is not None
+            link(irow, upd.desired.parent)
+        LOG.debug("update %s %s: %s", upd.desired.table, upd.desired.id, sorted(upd.columns))
+    for (ptable, pid, column), children in children_of_new.items():
+        setattr(created[(ptable, pid)], column, children)
+    for arow in plan.delete:
+        table = idl.tables[arow.table]
+        irow = table.rows.get(uuidlib.UUID(arow.uuid))
+        if irow is None:
+            continue
+        if arow.table in CHILD_TABLES:
+            for holder, column in view.holders(irow.uuid):
+                holder.delvalue(column, irow)
+        irow.delete()
+        LOG.debug("delete %s %s", arow.table, arow.id)
+
