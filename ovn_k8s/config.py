@@ -119,7 +119,7 @@ def read_config_file(path: str | None) -> dict[str, Any]:
 
     A missing default file is fine; a missing file the user named is an error.
     """
-    explicit = path is not None
+    explicit = bool(path)
     path = path or DEFAULT_CONFIG_FILE
     if not os.path.exists(path):
         if explicit:

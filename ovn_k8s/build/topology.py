@@ -25,6 +25,9 @@ from ovn_k8s.nb.model import Parent, Ref, Row
 
 LS, LSP, LR, LRP = "Logical_Switch", "Logical_Switch_Port", "Logical_Router", "Logical_Router_Port"
 ROUTE, NAT, LBG = "Logical_Router_Static_Route", "NAT", "Load_Balancer_Group"
+ACL = "ACL"
+# Above anything a person might add by hand, below nothing we rely on.
+EXTERNAL_ISOLATION_PRIORITY = 1000
 
 CLUSTER_ROUTER_ID = "cluster-router"
 JOIN_SWITCH_ID = "join-switch"
@@ -176,6 +179,14 @@ def gateway_rows(spec: GatewaySpec) -> list[Row]:
         Row(LSP, naming.external_port(spec.port_name, spec.node), owner, {
             "name": naming.external_port(spec.port_name, spec.node), "type": "",
             "addresses": ["unknown"], "external_ids": {}}, parent=Parent(LS, ext_id, "ports")),
+        # Pods are reached from outside only through NAT and load balancers (both addressed to
+        # the physical IP); a host on the physical network with a route to the cluster subnet
+        # via this router must not reach pods directly.
+        Row(ACL, f"external-isolation:{spec.node}", owner, {
+            "direction": "from-lport", "priority": EXTERNAL_ISOLATION_PRIORITY,
+            "match": f'inport == "{naming.external_port(spec.port_name, spec.node)}" && '
+                     f"ip4.dst == {spec.cluster_subnet}",
+            "action": "drop", "external_ids": {}}, parent=Parent(LS, ext_id, "acls")),
         Row(NAT, f"snat:{spec.node}", owner, {
             "type": "snat", "logical_ip": str(spec.cluster_subnet), "external_ip": phys_ip,
             "external_ids": {}}, parent=Parent(LR, gr_id, "nat")),

@@ -26,7 +26,7 @@ LOG = logging.getLogger(__name__)
 OWNERSHIP_KEYS = (naming.OWNER_KEY, naming.ID_KEY)
 MANAGED_TABLES = ("Load_Balancer_Group", "Load_Balancer", "Logical_Router", "Logical_Switch",
                   "Logical_Router_Port", "Logical_Switch_Port", "Logical_Router_Static_Route",
-                  "NAT", "Chassis_Template_Var")
+                  "NAT", "ACL", "Chassis_Template_Var")
 
 
 def _row_id(table: str, row: Any) -> str | None:

@@ -56,7 +56,7 @@ class ActualRow:
 
 # Tables whose rows are only kept alive by a parent reference (garbage-collected otherwise).
 CHILD_TABLES = frozenset({"Logical_Switch_Port", "Logical_Router_Port",
-                          "Logical_Router_Static_Route", "NAT"})
+                          "Logical_Router_Static_Route", "NAT", "ACL"})
 # Tables with a unique `name` index: there the id is the name.
 NAMED_TABLES = frozenset({"Logical_Switch_Port", "Logical_Router_Port", "Load_Balancer_Group"})
 # Tables without external_ids (ownership is by reserved name).
@@ -67,9 +67,10 @@ PARENT_COLUMNS = {
     "Logical_Router_Port": ("Logical_Router", "ports"),
     "Logical_Router_Static_Route": ("Logical_Router", "static_routes"),
     "NAT": ("Logical_Router", "nat"),
+    "ACL": ("Logical_Switch", "acls"),
 }
 # Write order: roots before the rows that refer to them (one transaction either way, but a
 # stable order keeps logs and plans readable).
 TABLE_ORDER = ("Load_Balancer_Group", "Load_Balancer", "Logical_Router", "Logical_Switch",
                "Logical_Router_Port", "Logical_Switch_Port", "Logical_Router_Static_Route", "NAT",
-               "Chassis_Template_Var")
+               "ACL", "Chassis_Template_Var")

@@ -1,0 +1,52 @@
+import netaddr
+import pytest
+
+from ovn_k8s import ipam
+from ovn_k8s.errors import ConfigError
+
+
+@pytest.mark.parametrize("value, message", [
+    ("10.244.0.0", "no prefix length"),
+    ("10.244.0.0/33", "not a valid CIDR"),
+    ("banana", "not a valid CIDR"),
+    ("10.244.1.5/16", "host bits set; did you mean 10.244.0.0/16"),
+    ("fd00::/64", "only IPv4"),
+])
+def test_parse_cidr_rejects(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ipam.parse_cidr(value, "--cluster-ip-subnet")
+
+
+def test_parse_ip_with_mask() -> None:
+    assert str(ipam.parse_ip_with_mask("192.0.2.2/24", "x")) == "192.0.2.2/24"
+    for bad in ("192.0.2.2", "192.0.2.0/24", "192.0.2.255/24", "300.1.1.1/24"):
+        with pytest.raises(ConfigError):
+            ipam.parse_ip_with_mask(bad, "--physical-ip")
+
+
+def test_node_addresses_and_mac() -> None:
+    addrs = ipam.node_addresses(netaddr.IPNetwork("10.244.3.0/24"))
+    assert (addrs.router_cidr, addrs.mgmt_cidr) == ("10.244.3.1/24", "10.244.3.2/24")
+    assert ipam.mac_from_ip("10.244.3.2") == "0a:58:0a:f4:03:02"
+    with pytest.raises(ConfigError, match="too small"):
+        ipam.node_addresses(netaddr.IPNetwork("10.244.3.0/30"))
+
+
+def test_check_node_subnet() -> None:
+    cluster = netaddr.IPNetwork("10.244.0.0/16")
+    ipam.check_node_subnet(netaddr.IPNetwork("10.244.2.0/24"), cluster,
+                           [("a", netaddr.IPNetwork("10.244.1.0/24"))])
+    with pytest.raises(ConfigError, match="not inside the cluster subnet"):
+        ipam.check_node_subnet(netaddr.IPNetwork("10.245.0.0/24"), cluster, [])
+    with pytest.raises(ConfigError, match="overlaps 10.244.0.0/23 of node a"):
+        ipam.check_node_subnet(netaddr.IPNetwork("10.244.1.0/24"), cluster,
+                               [("a", netaddr.IPNetwork("10.244.0.0/23"))])
+
+
+def test_allocate_join_ip_first_free() -> None:
+    join = netaddr.IPNetwork("100.64.0.0/29")
+    used = [netaddr.IPAddress("100.64.0.2"), netaddr.IPAddress("100.64.0.4")]
+    assert str(ipam.allocate_join_ip(join, used)) == "100.64.0.3"
+    full = [netaddr.IPAddress(f"100.64.0.{i}") for i in range(2, 7)]
+    with pytest.raises(ConfigError, match="no free address"):
+        ipam.allocate_join_ip(join, full)
