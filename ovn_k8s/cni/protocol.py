@@ -92,7 +92,7 @@ class ErrorCode(enum.IntEnum):
     # --- ovn-k8s specific ---
     ANNOTATION_TIMEOUT = 100  # the pod's "ovn" annotation did not appear within annotation_timeout
     OVS_ATTACH_FAILED = 101  # adding/updating the host veth's port on the integration bridge failed
-    INTERFACE_SETUP_FAILED = 102  # netlink: veth pair, pod netns addresses/routes/offload failed
+    POD_INTERFACE_FAILED = 102  # netlink: creating, configuring or removing the pod veth pair failed
     CHECK_FAILED = 103  # CHECK found the pod's interface drifted from prevResult
     OVN_BINDING_TIMEOUT = 104  # OVS never reported ovn-installed=true before the deadline
     BAD_ANNOTATION = 105  # the pod annotation exists but cannot be used (bad JSON, MAC, IP)
