@@ -22,7 +22,7 @@ def cli(node: Node | None, prog: str, *args: str, nb: str | None = None,
     cmd = [os.path.join(BIN, prog), *args]
     if node is not None:
         cmd.append(f"--ovs-db={node.ovs_db}")
-        if nb is None and prog == "ovn-k8s-overlay":
+        if nb is None and prog == "ovn-k8s-overlay" and not any(a.startswith("--ovn-nb") for a in args):
             nb = node.lab.nb
     if nb is not None:
         cmd.append(f"--ovn-nb={nb}")

@@ -37,6 +37,8 @@ def setup_logging(level: str | None, log_file: str | None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    # python-ovs reports every reconnect attempt; our own error line already says what failed.
+    logging.getLogger("ovsdbapp").setLevel(numeric if numeric <= logging.INFO else logging.ERROR)
 
 
 def tls_files(cfg: config.Config) -> connection.TlsFiles:

@@ -117,7 +117,8 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
     else:
         raise ValueError(schema)
     try:
-        helper = _schema_helper(remote, schema, timeout)
+        helper = _schema_helper(remote, schema, timeout, hint=" (check the TLS key, certificate "
+                                "and CA)" if proto == "ssl" else "")
         if tables:
             for table in tables:
                 helper.register_table(table)
@@ -132,13 +133,13 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
         raise ConnectionFailed(f"cannot use the {what} at {remote}: {e}") from e
 
 
-def _schema_helper(remote: str, schema: str, timeout: float) -> Any:
+def _schema_helper(remote: str, schema: str, timeout: float, hint: str = "") -> Any:
     from ovsdbapp.backend.ovs_idl import idlutils
 
     try:
         return idlutils.get_schema_helper(remote, schema)
     except Exception as e:  # noqa: BLE001
-        raise ConnectionFailed(f"cannot read the {schema} schema from {remote}: {e}") from e
+        raise ConnectionFailed(f"cannot read the {schema} schema from {remote}{hint}: {e}") from e
 
 
 def disconnect(api: Any) -> None:
