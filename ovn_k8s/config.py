@@ -162,15 +162,14 @@ def resolve(args: argparse.Namespace | Mapping[str, Any], names: Iterable[str], 
     sources: dict[str, str] = {}
     for name in names:
         opt = OPTIONS[name]
-        for source, raw in (("flag", given.get(name)), ("env", env.get(opt.env)),
-                            ("file", file_values.get(opt.file_key) if opt.file_key else None)):
-            if raw is not None and raw != "":
-                break
-        else:
-            raw = from_ovs(opt.ovs_key) if opt.ovs_key else None
-            source = "ovs"
-            if raw is None:
-                raw, source = opt.default, "default"
+        layers = (("flag", given.get(name)), ("env", env.get(opt.env)),
+                  ("file", file_values.get(opt.file_key) if opt.file_key else None))
+        source, raw = next(((src, val) for src, val in layers if val is not None and val != ""),
+                           ("ovs", None))
+        if source == "ovs" and opt.ovs_key:
+            raw = from_ovs(opt.ovs_key)
+        if raw is None:
+            source, raw = "default", opt.default
         if raw is not None and not isinstance(raw, opt.type):
             try:
                 raw = opt.type(raw)

@@ -18,8 +18,7 @@ from ovsdbapp.backend.ovs_idl import command as ovs_command
 
 from ovn_k8s import naming
 from ovn_k8s.errors import NotReadyError
-from ovn_k8s.nb.model import (CHILD_TABLES, NAMED_TABLES, NO_EXTERNAL_IDS, PARENT_COLUMNS,
-                              ActualRow, Parent, Ref, Row)
+from ovn_k8s.nb.model import CHILD_TABLES, NAMED_TABLES, NO_EXTERNAL_IDS, PARENT_COLUMNS, ActualRow, Parent, Ref, Row
 from ovn_k8s.nb.plan import Plan, plan_rows
 
 LOG = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ class NbView:
                 if rid is not None:
                     self._by_id.setdefault((table, rid), []).append(row)
                     self._ident[row.uuid] = (table, rid)
-        for child_table, (ptable, column) in PARENT_COLUMNS.items():
+        for ptable, column in PARENT_COLUMNS.values():
             for prow in idl.tables[ptable].rows.values():
                 pid = self._ident.get(prow.uuid)
                 for child in getattr(prow, column):

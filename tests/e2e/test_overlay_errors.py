@@ -72,7 +72,7 @@ def test_unreachable_nb(cluster: Lab) -> None:
 
 def test_no_nb_address_anywhere(cluster: Lab) -> None:
     node2 = cluster.nodes["node2"]
-    proc_cmd = [f"--node-name=node2", "--cluster-ip-subnet=10.244.0.0/16",
+    proc_cmd = ["--node-name=node2", "--cluster-ip-subnet=10.244.0.0/16",
                 "--minion-switch-subnet=10.244.2.0/24", f"--ovs-db={node2.ovs_db}"]
     assert_refused(cluster, node2, lambda: subprocess.run(
         ["ip", "netns", "exec", node2.netns, *cli_prefix(), "minion-init", *proc_cmd],
