@@ -158,7 +158,7 @@ def _want(*, mac: str, ip_cidr: str, gateway: str, mtu: int, routes: Sequence[Ro
 
 
 def _check_name(name: str, what: str) -> None:
-    if not name or len(name.encode()) > _MAX_IFNAME or "/" in name or ":" in name:
+    if not name or len(name.encode()) > _MAX_IFNAME or any(c in "/:" or c.isspace() for c in name):
         raise ValueError(f"bad {what} {name!r}")
 
 
@@ -299,31 +299,31 @@ def setup_pod_interface(*, netns_path: str, ifname: str, host_ifname: str, mac: 
     _check_name(ifname, "ifname")
     _check_name(host_ifname, "host_ifname")
     want = _want(mac=mac, ip_cidr=ip_cidr, gateway=gateway, mtu=mtu, routes=routes)
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack, \
+            _kernel_errors(ErrorCode.POD_INTERFACE_FAILED, f"set up {ifname} in {netns_path}"):
         try:
             fd = _open_netns(stack, netns_path)
         except (FileNotFoundError, NotADirectoryError):
             raise CniError(ErrorCode.UNKNOWN_CONTAINER, "network namespace does not exist", netns_path) from None
-        with _kernel_errors(ErrorCode.POD_INTERFACE_FAILED, f"set up {ifname} in {netns_path}"):
-            host = _iproute(stack)
-            pod = _iproute(stack, fd)
-            created = _ensure_pair(host, pod, fd, netns_path=netns_path, ifname=ifname,
-                                   host_ifname=host_ifname, want=want)
-            try:
-                _configure_pod_side(pod, fd, ifname, want, disable_tx_offload)
-                _configure_host_side(host, host_ifname, want.mtu)
-                host_link, pod_link = _link(host, host_ifname), _link(pod, ifname)
-                if host_link is None or pod_link is None:
-                    raise CniError(ErrorCode.POD_INTERFACE_FAILED, "veth pair vanished during setup",
-                                   f"{host_ifname} <-> {ifname}")
-            except BaseException:
-                if created:
-                    LOG.warning("%s: setup failed, removing the veth pair just created", host_ifname)
-                    with contextlib.suppress(OSError, RuntimeError, _pr2().NetlinkError):
-                        _delete_by_name(host, host_ifname)
-                raise
-    LOG.info("%s: veth %s (ifindex %s) <-> %s (ifindex %s) in %s ready: %s via %s, mtu %s",
-             host_ifname, host_ifname, host_link["index"], ifname, pod_link["index"], netns_path,
+        host = _iproute(stack)
+        pod = _iproute(stack, fd)
+        created = _ensure_pair(host, pod, fd, netns_path=netns_path, ifname=ifname,
+                               host_ifname=host_ifname, want=want)
+        try:
+            _configure_pod_side(pod, fd, ifname, want, disable_tx_offload)
+            _configure_host_side(host, host_ifname, want.mtu)
+            host_link, pod_link = _link(host, host_ifname), _link(pod, ifname)
+            if host_link is None or pod_link is None:
+                raise CniError(ErrorCode.POD_INTERFACE_FAILED, "veth pair vanished during setup",
+                               f"{host_ifname} <-> {ifname}")
+        except BaseException:
+            if created:
+                LOG.warning("%s: setup failed, removing the veth pair just created", host_ifname)
+                with contextlib.suppress(OSError, RuntimeError, _pr2().NetlinkError):
+                    _delete_by_name(host, host_ifname)
+            raise
+    LOG.info("%s: ready (ifindex %s) <-> %s (ifindex %s) in %s: %s via %s, mtu %s",
+             host_ifname, host_link["index"], ifname, pod_link["index"], netns_path,
              want.iface, want.gateway, want.mtu)
     return PodInterface(
         netns_path=netns_path, ifname=ifname, host_ifname=host_ifname,

@@ -156,7 +156,8 @@ def test_full_add_request() -> None:
     assert (req.container_id, req.netns, req.ifname) == ("abc123", NETNS, "eth0")
     assert req.cni_path == ("/opt/cni/bin", "/usr/libexec/cni")
     assert (req.network_name, req.plugin_type, req.cni_version) == ("ovn-kubernetes", "ovn-k8s-cni-overlay", "1.0.0")
-    assert (req.pod_namespace, req.pod_name, req.pod_uid, req.infra_container_id) == ("default", "web-0", None, "abc123")
+    pod = (req.pod_namespace, req.pod_name, req.pod_uid, req.infra_container_id)
+    assert pod == ("default", "web-0", None, "abc123")
     assert req.pod_key == "default/web-0"
     assert req.config.mtu == 1450
     assert req.prev_result is None
