@@ -37,6 +37,9 @@ dns                  {} (well-known)                copied into the ADD result
 
 Rejected with code 2 (unsupported field): `ipam` (addresses come from the pod annotation, not from
 a delegated IPAM plugin) and `ipMasq: true` (no masquerading here; the OVN gateway router SNATs).
+
+Beyond the spec, ADD requires K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS (code 4 otherwise):
+without them the pod's annotation cannot be found. kubelet always sends them.
 """
 
 from __future__ import annotations
