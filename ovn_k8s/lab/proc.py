@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 
 LOG = logging.getLogger(__name__)
+CLONE_NEWNET = 0x40000000
 
 
 class LabError(RuntimeError):
@@ -86,3 +90,36 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> No
 
 def netns_exists(name: str) -> bool:
     return os.path.exists(f"/run/netns/{name}")
+
+
+def socket_in_netns(netns: str, host: str, port: int = 0) -> socket.socket:
+    """A listening TCP socket bound inside `netns`, usable by this (root-namespace) process.
+
+    A socket belongs to the namespace it was created in, so a short-lived thread enters the
+    namespace (setns affects only the calling thread), creates and binds the socket, and exits.
+    This lets an in-process server (e.g. our Kubernetes API server) serve pods and nodes in
+    the lab while the test keeps calling its Python API directly.
+    """
+    result: list[socket.socket | BaseException] = []
+
+    def enter_and_bind() -> None:
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            with open(f"/run/netns/{netns}", "rb") as f:
+                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+            result.append(sock)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            result.append(e)
+
+    thread = threading.Thread(target=enter_and_bind, name=f"setns-{netns}")
+    thread.start()
+    thread.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
