@@ -134,7 +134,8 @@ class Lab:
     def central_ip(self) -> str:
         return f"{self.underlay}.2"
 
-    def _netns_add(self, name: str) -> str:
+    def add_netns(self, name: str) -> str:
+        """Create namespace <prefix>-<name> and record it so down() deletes it."""
         ns = self.ns(name)
         with open(f"{self.dir}/netns.list", "a", encoding="utf-8") as f:
             f.write(ns + "\n")
@@ -151,7 +152,7 @@ class Lab:
     def _underlay_up(self) -> str:
         ul = self.ns("ul")
         if not netns_exists(ul):
-            self._netns_add("ul")
+            self.add_netns("ul")
             run(["ip", "-n", ul, "link", "add", "br-ul", "type", "bridge"])
             run(["ip", "-n", ul, "addr", "add", f"{self.underlay}.1/24", "dev", "br-ul"])
             run(["ip", "-n", ul, "link", "set", "br-ul", "up"])
@@ -163,7 +164,7 @@ class Lab:
         c = self.central_dir
         os.makedirs(c, exist_ok=True)
         ul = self._underlay_up()
-        ns = self._netns_add("central")
+        ns = self.add_netns("central")
         run(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", "central",
              "netns", ul])
         run(["ip", "-n", ul, "link", "set", "central", "master", "br-ul", "up"])
@@ -210,7 +211,7 @@ class Lab:
         index = len(self.nodes) + 1
         d = f"{self.dir}/{name}"
         os.makedirs(d, exist_ok=True)
-        ns = self._netns_add(name)
+        ns = self.add_netns(name)
         node = Node(lab=self, name=name, index=index, dir=d, netns=ns,
                     encap_ip=f"{self.underlay}.{10 + index}")
         for key, value in (("net.ipv4.conf.all.arp_ignore", "1"),
@@ -258,7 +259,7 @@ class Lab:
         if switch is not None:
             self.nbctl("--may-exist", "lsp-add", switch, lsp, "--",
                        "lsp-set-addresses", lsp, f"{mac} {ip}")
-        ns = self._netns_add(name)
+        ns = self.add_netns(name)
         host_if = ("v" + name)[:15]
         run(["ip", "link", "add", host_if, "netns", node.netns, "type", "veth", "peer", "name",
              "eth0", "netns", ns])
@@ -282,7 +283,7 @@ class Lab:
     # -- the outside world -------------------------------------------------------------------------
     def add_outside(self, cidr: str = "192.0.2.1/24") -> str:
         """Namespace <p>-out with a Linux bridge holding `cidr`: the physical network."""
-        ns = self._netns_add("out")
+        ns = self.add_netns("out")
         run(["ip", "-n", ns, "link", "add", "br-out", "type", "bridge"])
         run(["ip", "-n", ns, "addr", "add", cidr, "dev", "br-out"])
         run(["ip", "-n", ns, "link", "set", "br-out", "up"])
