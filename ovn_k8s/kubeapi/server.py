@@ -227,6 +227,9 @@ class _HTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ovn-k8s-kubeapi/0.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY each keep-alive
+    # request would stall ~40 ms on Nagle + delayed ACK.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def setup(self) -> None:
@@ -533,6 +536,7 @@ class KubeApiServer:
         self._conns: set[socket.socket] = set()
         self._handler_threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
+        self._lifecycle = threading.Lock()  # start() and stop() never interleave
         self._injections: list[_Injection] = []
         self._counts: collections.Counter[tuple[str, str | None]] = collections.Counter()
         self._requests: collections.deque[RequestRecord] = collections.deque(maxlen=10_000)
@@ -555,6 +559,10 @@ class KubeApiServer:
     def start(self) -> KubeApiServer:
         """Bind and serve in a background thread. May be called again after stop(): the
         store is kept and the same port reused (an API server restart)."""
+        with self._lifecycle:
+            return self._start_locked()
+
+    def _start_locked(self) -> KubeApiServer:
         if self._httpd is not None:
             raise RuntimeError("already running")
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -572,7 +580,8 @@ class KubeApiServer:
                                            do_handshake_on_connect=False)
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
+        # stop() waits up to one poll interval for the accept loop: keep it short for tests.
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
                                         name=f"kubeapi-{self.port}", daemon=True)
         self._thread.start()
         LOG.info("kubeapi: serving %s", self.url)
@@ -581,7 +590,12 @@ class KubeApiServer:
     def stop(self) -> None:
         """Stop serving: close the listener, cut every connection (watches end abruptly),
         and join the server's threads. Objects are kept."""
+        with self._lifecycle:
+            self._stop_locked()
+
+    def _stop_locked(self) -> None:
         httpd, self._httpd = self._httpd, None
+        serve_thread, self._thread = self._thread, None
         if httpd is None:
             return
         httpd.shutdown()
@@ -598,9 +612,8 @@ class KubeApiServer:
         deadline = time.monotonic() + 5
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        if serve_thread is not None:
+            serve_thread.join(5)
         LOG.info("kubeapi: stopped %s", self.url)
 
     def serve_forever(self, stop: threading.Event) -> None:
