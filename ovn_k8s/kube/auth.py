@@ -61,9 +61,12 @@ def _write_private(directory: str, name: str, data: bytes) -> str:
 
 def _b64(value: Any, what: str) -> bytes:
     try:
-        return base64.b64decode(str(value), validate=False)
+        data = base64.b64decode("".join(str(value).split()), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise KubeConfigError(f"{what} is not valid base64: {exc}") from None
+    if not data:
+        raise KubeConfigError(f"{what} is empty")
+    return data
 
 
 def _named(entries: Any, name: str, what: str, path: str) -> dict[str, Any]:

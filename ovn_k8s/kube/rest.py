@@ -29,8 +29,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import InsecureRequestWarning, ReadTimeoutError
 
 from ovn_k8s.kube.errors import (
     Gone,
@@ -263,6 +264,11 @@ class KubeClient:
         if params.proxy:
             session.proxies = {"http": params.proxy, "https": params.proxy}
         if params.server.startswith("https://"):
+            if params.insecure:
+                # Said once here rather than by urllib3 on every request.
+                LOG.warning("kube: TLS verification of %s is disabled (%s)", params.server,
+                            params.source)
+                urllib3.disable_warnings(InsecureRequestWarning)
             session.verify = False if params.insecure else (params.ca_file or True)
             if params.client_cert and params.client_key:
                 session.cert = (params.client_cert, params.client_key)

@@ -74,6 +74,7 @@ class _Injection:
     verb: str | None
     resource: str | None
     retry_after: int | None
+    skip: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class RequestRecord:
     resource: str | None
     namespace: str | None
     params: Mapping[str, str]
+    content_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
             route = _route(method, parts, query)
             api._record(RequestRecord(method, url.path, route.verb,
                                       route.rt.plural if route.rt else None, route.namespace,
-                                      query))
+                                      query, self.headers.get("Content-Type")))
             api._check_injected(route.verb, route.rt.plural if route.rt else None)
             if route.verb == "watch":
                 assert route.rt is not None
@@ -748,18 +750,22 @@ class KubeApiServer:
 
     def inject_error(self, code: int, *, reason: str | None = None, message: str | None = None,
                      count: int = 1, verb: str | None = None, resource: str | None = None,
-                     retry_after: int | None = None) -> None:
-        """Answer the next `count` requests matching verb/resource with this error Status."""
+                     retry_after: int | None = None, skip: int = 0) -> None:
+        """Answer `count` requests matching verb/resource with this error Status, after
+        letting the first `skip` matching ones through."""
         plural = lookup(resource).plural if resource else None
         with self._lock:
             self._injections.append(_Injection(code, reason, message or f"injected error {code}",
-                                               count, verb, plural, retry_after))
+                                               count, verb, plural, retry_after, skip))
 
     def _check_injected(self, verb: str, plural: str | None) -> None:
         with self._lock:
             for inj in self._injections:
                 if inj.remaining > 0 and inj.verb in (None, verb) and inj.resource in (None,
                                                                                        plural):
+                    if inj.skip > 0:
+                        inj.skip -= 1
+                        continue
                     inj.remaining -= 1
                     self._injections = [i for i in self._injections if i.remaining > 0]
                     raise ApiError(inj.code, inj.message, reason=inj.reason,

@@ -352,7 +352,7 @@ def test_watch_bookmarks_only_when_allowed(http, kubeapi, objs):
                                    "metadata": {"resourceVersion": str(kubeapi.resource_version)}}
     plain = http.get("/api/v1/namespaces/watched/pods", params={"watch": "1"}, stream=True)
     assert kubeapi.wait_for_watches(1)
-    threading.Timer(0.35, kubeapi.create, ("pods", objs.pod("b", "watched"))).start()
+    threading.Timer(0.25, kubeapi.create, ("pods", objs.pod("b", "watched"))).start()
     assert [e["type"] for e in _lines(plain, 1)] == ["ADDED"]  # no bookmark came first
 
 
@@ -384,7 +384,7 @@ def test_pause_holds_events_until_resume(http, kubeapi, objs):
     kubeapi.pause()
     kubeapi.create("pods", objs.pod("a"))
     resumed_at = []
-    threading.Timer(0.3, lambda: (resumed_at.append(time.monotonic()), kubeapi.resume())).start()
+    threading.Timer(0.15, lambda: (resumed_at.append(time.monotonic()), kubeapi.resume())).start()
     assert [e["type"] for e in _lines(r, 1)] == ["ADDED"]  # no bookmark while paused either
     assert resumed_at and time.monotonic() >= resumed_at[0]
 

@@ -52,7 +52,7 @@ def test_initial_list_then_watch_events_in_order(kubeapi, client, objs, run_watc
         ("DELETED", "other/a", False)]
     rvs = [int(e.obj["metadata"]["resourceVersion"]) for e in events]
     assert rvs == sorted(rvs) and rvs[-1] == kubeapi.resource_version
-    assert w.quiet(0.2)
+    assert w.quiet(0.1)
 
 
 def test_resume_after_dropped_connection_without_replay_or_loss(kubeapi, client, objs,
@@ -77,7 +77,7 @@ def test_resume_after_dropped_connection_without_replay_or_loss(kubeapi, client,
     assert _summary(w.next()) == ("ADDED", "default/while-down", False)
     kubeapi.create("pods", objs.pod("after"))
     assert _summary(w.next()) == ("ADDED", "default/after", False)
-    assert w.quiet(0.3)  # nothing replayed
+    assert w.quiet(0.1)  # nothing replayed
 
     assert len(delays) == 1
     assert kubeapi.request_count("list", "pods") == 1  # resumed, not relisted
@@ -265,7 +265,7 @@ def test_read_timeout_reconnects(kubeapi, client, objs, run_watch):
     kubeapi.create("pods", objs.pod("a"))
     kubeapi.resume()
     assert _summary(w.next()) == ("ADDED", "default/a", False)
-    assert w.quiet(0.2)
+    assert w.quiet(0.1)
     assert stats.errors == 0 and stats.lists == 1
 
 
@@ -300,7 +300,7 @@ def test_stop_cuts_a_backoff_short():
     stop = threading.Event()
     settings = WatchSettings(backoff=Backoff(initial=30.0, maximum=30.0))
     gen = list_then_watch(dead, PODS, stop=stop, settings=settings)
-    threading.Timer(0.2, stop.set).start()
+    threading.Timer(0.1, stop.set).start()
     started = time.monotonic()
     assert list(gen) == []
     assert time.monotonic() - started < 2.0
@@ -321,7 +321,7 @@ def test_selectors_filter_and_label_changes_move_objects_in_and_out(kubeapi, cli
     kubeapi.patch("pods", "db1", {"metadata": {"labels": {"app": "web"}}})
     assert _summary(w.next()) == ("ADDED", "default/db1", False)
     kubeapi.patch("pods", "web2", {"metadata": {"annotations": {"x": "y"}}})  # other node
-    assert w.quiet(0.2)
+    assert w.quiet(0.1)
 
 
 def test_paged_list_and_trimmed_objects(kubeapi, client, objs, run_watch):
