@@ -49,3 +49,33 @@ def test_down_removes_everything(lab: Lab) -> None:
     assert not os.path.exists(lab.dir)
     from ovn_k8s.lab.proc import alive
     assert not [p for p in pids if alive(p)]
+
+
+def test_forwarder_serves_a_loopback_server_inside_the_lab(lab: Lab) -> None:
+    import http.server
+
+    from ovn_k8s.lab.forward import Forwarder
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b"hello-through-forwarder\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    node = lab.add_node("node1")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        with Forwarder(lab.ns("central"), lab.central_ip, httpd.server_address[1]) as fwd:
+            for _ in range(3):
+                out = node.exec(["curl", "-s", "-m", "5", fwd.url + "/"]).stdout
+                assert out.strip() == "hello-through-forwarder"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
