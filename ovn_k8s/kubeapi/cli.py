@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="serve https with this PEM certificate (needs --tls-key); a "
                              "self-signed certificate is also written as the kubeconfig's CA")
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    parser.add_argument("--kubeconfig-ca", metavar="FILE",
+                        help="CA to name in --kubeconfig-out when --tls-cert is not "
+                             "self-signed (default: --tls-cert itself)")
     parser.add_argument("--tls-client-ca", metavar="FILE",
                         help="accept client certificates signed by this CA as authentication "
                              "(alternative to --token)")
@@ -120,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         if args.kubeconfig_out:
-            server.write_kubeconfig(args.kubeconfig_out)
+            server.write_kubeconfig(args.kubeconfig_out, ca_file=args.kubeconfig_ca)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         print(f"kubeapi listening on {server.url}", flush=True)

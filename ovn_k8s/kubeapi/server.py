@@ -344,8 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, route.body
         assert rt is not None
         if route.verb == "get":
-            obj = store.get(rt, ns, name or "")
-            return 200, obj if route.subresource is None else obj
+            return 200, store.get(rt, ns, name or "")  # GET .../status: the whole object too
         if route.verb == "list":
             limit = query.get("limit")
             items, rv, token, remaining = store.list(
@@ -444,9 +443,11 @@ class _Handler(BaseHTTPRequestHandler):
                     if stream.dropped:
                         self.close_connection = True
                         return  # abrupt: no terminating chunk
-                    if not api._paused and (store.resource_version > cursor or stream.injected):
+                    paused = api._paused
+                    if not paused and (store.resource_version > cursor or stream.injected):
                         break
-                    wake = min(deadline, next_bookmark)
+                    # While paused only the deadline (or resume()'s notify) ends the wait.
+                    wake = deadline if paused else min(deadline, next_bookmark)
                     now = time.monotonic()
                     if now >= wake:
                         break
@@ -454,7 +455,8 @@ class _Handler(BaseHTTPRequestHandler):
                     if _client_gone(stream.sock):
                         self.close_connection = True
                         return
-                if not api._paused:
+                paused = api._paused  # one decision per round, for events and bookmark
+                if not paused:
                     try:
                         entries = store.events_after(cursor)
                     except ApiError:
@@ -472,7 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._end_stream()
                     return
             now = time.monotonic()
-            if bookmarks and now >= next_bookmark and not api._paused:
+            if bookmarks and now >= next_bookmark and not paused:
                 self._write_event({"type": "BOOKMARK", "object": {
                     "kind": rt.kind, "apiVersion": rt.api_version,
                     "metadata": {"resourceVersion": str(cursor)}}})

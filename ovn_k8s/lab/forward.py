@@ -70,6 +70,9 @@ class Forwarder:
 
     def close(self) -> None:
         self._stop.set()
+        # shutdown() wakes a thread blocked in accept(); close() alone does not.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._listener.close()
         with self._lock:

@@ -368,6 +368,19 @@ def test_watch_from_compacted_rv_gets_410_error_event(http, kubeapi, objs):
         "Status", 410, "Expired")
 
 
+def test_history_limit_expires_old_resource_versions(objs):
+    with KubeApiServer(history_limit=2, start_resource_version=0) as server:
+        for i in range(4):
+            server.create("pods", objs.pod(f"p{i}"))
+        url = server.url + "/api/v1/pods"
+        old = requests.get(url, params={"watch": "1", "resourceVersion": "1"}, stream=True,
+                           timeout=5)
+        assert _lines(old)[0]["object"]["code"] == 410
+        kept = requests.get(url, params={"watch": "1", "resourceVersion": "2"}, stream=True,
+                            timeout=5)
+        assert [e["object"]["metadata"]["name"] for e in _lines(kept, 2)] == ["p2", "p3"]
+
+
 def test_drop_watches_cuts_streams_abruptly(http, kubeapi):
     r = http.get("/api/v1/pods", params={"watch": "1"}, stream=True)
     assert kubeapi.wait_for_watches(1)
@@ -378,10 +391,10 @@ def test_drop_watches_cuts_streams_abruptly(http, kubeapi):
 
 
 def test_pause_holds_events_until_resume(http, kubeapi, objs):
+    kubeapi.pause()
     r = http.get("/api/v1/pods", params={"watch": "1", "allowWatchBookmarks": "1"},
                  stream=True)
     assert kubeapi.wait_for_watches(1)
-    kubeapi.pause()
     kubeapi.create("pods", objs.pod("a"))
     resumed_at = []
     threading.Timer(0.15, lambda: (resumed_at.append(time.monotonic()), kubeapi.resume())).start()
@@ -447,7 +460,8 @@ def test_default_resource_version_is_time_based():
 def test_cli_help_explains_every_flag():
     out = subprocess.run([sys.executable, "-m", "ovn_k8s.kubeapi", "--help"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
-    for flag in ("--listen", "--token", "--kubeconfig-out", "--tls-cert", "--tls-key",
+    for flag in ("--listen", "--token", "--kubeconfig-out", "--kubeconfig-ca", "--tls-cert",
+                 "--tls-key",
                  "--tls-client-ca", "--bookmark-interval", "--watch-timeout", "--load",
                  "--no-default-namespaces", "--log-level"):
         assert flag in out
