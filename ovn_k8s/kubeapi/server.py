@@ -62,7 +62,8 @@ class _WatchStream:
     plural: str
     sock: socket.socket
     dropped: bool = False
-    injected: list[tuple[Obj, bool]] = field(default_factory=list)  # (event, close after it)
+    # Raw events from emit_watch_event: (event, end the stream after it, store RV at emit time)
+    injected: list[tuple[Obj, bool, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -437,7 +438,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._end_stream()
                 return
             entries: list[LogEntry] = []
-            injected: list[tuple[Obj, bool]] = []
+            injected: list[tuple[Obj, bool, int]] = []
             with store.cond:
                 while True:
                     if stream.dropped:
@@ -463,16 +464,21 @@ class _Handler(BaseHTTPRequestHandler):
                         gone = True
                         continue
                     injected, stream.injected = stream.injected, []
-            for entry in entries:
+            # Injected events go out in emit order relative to the writes around them.
+            pending = collections.deque(injected)
+            for entry in [*entries, None]:
+                while pending and (entry is None or pending[0][2] < entry.rv):
+                    raw, close, _ = pending.popleft()
+                    self._write_event(raw)
+                    if close:
+                        self._end_stream()
+                        return
+                if entry is None:
+                    break
                 cursor = entry.rv
                 event = self._translate(rt, entry, visible)
                 if event is not None:
                     self._write_event(event)
-            for event, close in injected:
-                self._write_event(event)
-                if close:
-                    self._end_stream()
-                    return
             now = time.monotonic()
             if bookmarks and now >= next_bookmark and not paused:
                 self._write_event({"type": "BOOKMARK", "object": {
@@ -782,7 +788,8 @@ class KubeApiServer:
             targets = [s for s in self._streams
                        if not s.dropped and (plural is None or s.plural == plural)]
             for stream in targets:
-                stream.injected.append((copy.deepcopy(event), close))
+                stream.injected.append((copy.deepcopy(event), close,
+                                        self._store.resource_version))
             self._store.cond.notify_all()
         return len(targets)
 
