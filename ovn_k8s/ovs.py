@@ -139,6 +139,19 @@ class LocalOvs:
                          **({"external_ids": external_ids_a} if external_ids_a else {}))
         self.ensure_port(bridge_b, port_b, type="patch", options={"peer": port_a})
 
+    def remove_owned_ports(self, owner: str, keep: set[str]) -> list[str]:
+        """Queue removal of every port whose interface carries our owner key but is not in
+        `keep` (e.g. the NIC a previous gateway-init moved into br-int)."""
+        removed = []
+        for br in self.api.tables["Bridge"].rows.values():
+            for port in br.ports:
+                if port.name in keep:
+                    continue
+                if any(iface.external_ids.get(naming.OWNER_KEY) == owner for iface in port.interfaces):
+                    self._pending.append(self.api.del_port(port.name, bridge=br.name))
+                    removed.append(str(port.name))
+        return removed
+
     @property
     def pending(self) -> int:
         return len(self._pending)

@@ -226,21 +226,26 @@ def gateway_init(args: argparse.Namespace) -> int:
         finally:
             connection.disconnect(nb)
         iface_id = naming.external_port(port_name, node)
+        owner = {naming.OWNER_KEY: naming.owner_gateway(node)}
+        ovs.ensure_integration_bridge()
         if args.physical_interface:
             # The NIC becomes an OVN port: its address now belongs to the gateway router.
-            ovs.ensure_integration_bridge()
-            ovs.ensure_port(naming.BR_INT, port_name, external_ids={"iface-id": iface_id})
-            ovs.commit()
-            host.flush_addresses(port_name)
+            ovs.ensure_port(naming.BR_INT, port_name, external_ids={"iface-id": iface_id, **owner})
+            keep = {port_name}
         else:
             # Shared NIC: the router shares the bridge's MAC and IP (the gateway helper sorts the
             # traffic); pin the bridge MAC so it survives the NIC being re-added.
-            ovs.ensure_integration_bridge()
             ovs.ensure_bridge(port_name, other_config={"hwaddr": mac})
-            ovs.ensure_patch_pair(naming.BR_INT, naming.patch_int_to_bridge(port_name),
-                                  port_name, naming.patch_bridge_to_int(port_name),
-                                  external_ids_a={"iface-id": iface_id})
-            ovs.commit()
+            int_side, br_side = naming.patch_int_to_bridge(port_name), naming.patch_bridge_to_int(port_name)
+            ovs.ensure_patch_pair(naming.BR_INT, int_side, port_name, br_side,
+                                  external_ids_a={"iface-id": iface_id, **owner})
+            keep = {int_side, br_side}
+        # A previous run with another NIC or mode left its port behind: take it out.
+        for stale in ovs.remove_owned_ports(naming.owner_gateway(node), keep):
+            LOG.info("removing %s left by a previous gateway-init", stale)
+        ovs.commit()
+        if args.physical_interface:
+            host.flush_addresses(port_name)
     print("Initialization complete.")
     return 0
 

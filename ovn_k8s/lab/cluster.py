@@ -293,7 +293,7 @@ class Lab:
     def connect_outside(self, node: Node, ifname: str = "eth1") -> None:
         """Give `node` a NIC `ifname` on the outside network."""
         out = self.ns("out")
-        peer = ("o" + node.name)[:15]
+        peer = f"{node.name[:9]}-{ifname[:5]}"  # one veth per (node, NIC), <= 15 chars
         run(["ip", "link", "add", ifname, "netns", node.netns, "type", "veth", "peer", "name", peer,
              "netns", out])
         run(["ip", "-n", out, "link", "set", peer, "master", "br-out", "up"])

@@ -122,6 +122,13 @@ def test_rerun_with_new_arguments_converges(lab: Lab) -> None:
     assert src == [{"ip_prefix": "10.244.12.0/24", "policy": "src-ip", "nexthop": "100.64.0.2"}]
     # --default-gw dropped: the gateway router's default route is gone
     assert not [r for r in rows(lab, ROUTE, "nexthop") if r["nexthop"] == OUTSIDE]
+    # another NIC: the old one leaves br-int along with its logical port
+    lab.connect_outside(node1, "eth2")
+    ok(gateway_init(node1, "192.0.2.20/24", nic="eth2"))
+    ports = node1.vsctl("list-ports", "br-int").split()
+    assert "eth2" in ports and "eth1" not in ports, ports
+    assert [r["name"] for r in rows(lab, LSP, "name", where=["name=eth1_node1"])] == []
+    assert rows(lab, LSP, "name", where=["name=eth2_node1"])
 
 
 def test_concurrent_gateway_inits_get_distinct_join_addresses(lab: Lab) -> None:
