@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ovn_k8s.errors import OvnK8sError
 
-class KubeError(Exception):
+
+class KubeError(OvnK8sError):
     """Base of every error raised by ovn_k8s.kube."""
 
 
