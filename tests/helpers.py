@@ -55,8 +55,14 @@ def gateway_init(node: Node, physical_ip: str, *extra: str, nic: str = "eth1") -
                f"--cluster-ip-subnet={CLUSTER}", f"--physical-ip={physical_ip}", *mode, *extra)
 
 
+# Written by ovn-northd as chassis bind ports and apply config, not by us: a dump taken while
+# the lab settles would differ in these even when our command changed nothing.
+NORTHD_OWNED = {"NB_Global": None, "Logical_Switch_Port": {"up"}}
+
+
 def nb_dump(lab: Lab) -> dict[str, Any]:
-    """The whole NB as ovsdb-client prints it (UUIDs included: equal dumps = nothing changed)."""
+    """The whole NB as ovsdb-client prints it, UUIDs included (equal dumps = nothing changed),
+    without the columns ovn-northd maintains (NORTHD_OWNED)."""
     out = subprocess.run(["ovsdb-client", "-f", "json", "dump", lab.nb, "OVN_Northbound"],
                          capture_output=True, text=True, check=True).stdout
     tables: dict[str, Any] = {}
@@ -67,7 +73,11 @@ def nb_dump(lab: Lab) -> dict[str, Any]:
         for table in data if isinstance(data, list) else [data]:
             caption = table.get("caption", "")
             name = caption.split()[0] if caption else "?"
-            rows = [dict(zip(table["headings"], row, strict=True)) for row in table["data"]]
+            if name in NORTHD_OWNED and NORTHD_OWNED[name] is None:
+                continue
+            drop = NORTHD_OWNED.get(name) or set()
+            rows = [{k: v for k, v in zip(table["headings"], row, strict=True) if k not in drop}
+                    for row in table["data"]]
             tables[name] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
     return tables
 
