@@ -82,6 +82,13 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
            file_key="kubeconfig", metavar="FILE"),
     Option("conntrack_zone", "conntrack zone the gateway helper uses on a shared NIC",
            default=64000, file_key="conntrack_zone", type=int, metavar="ZONE"),
+    Option("flow_resync_interval", "seconds between the gateway helper's full re-applications "
+           "of its flows (repairs flows changed behind its back)", default=60.0,
+           file_key="flow_resync_interval", type=float, metavar="SECONDS"),
+    Option("pidfile", "write the daemon's process ID to FILE (removed at exit)",
+           file_key="pidfile", metavar="FILE"),
+    Option("metrics_address", "serve /metrics and /healthz over HTTP on HOST:PORT (off when "
+           "unset)", file_key="metrics_address", metavar="HOST:PORT"),
 ]}
 
 
