@@ -123,3 +123,51 @@ def patch_bridge_to_int(bridge: str) -> str:
 def nic_bridge(nic: str) -> str:
     """nics-to-bridge eth0 -> breth0."""
     return f"br{nic}"
+
+
+# --- services (watcher/services.py, ovn_k8s/build/services.py) -----------------------------------
+# One Load_Balancer per (service, protocol, scope); see docs/services.md.
+#   cluster         ClusterIP (+ external and ingress IPs) VIPs, in group k8s-cluster-lbs
+#   external        externalIPs and status.loadBalancer.ingress IPs, in group k8s-gateway-lbs,
+#                   options:neighbor_responder=none (no gateway answers ARP for them)
+#   nodeport        NodePort template VIPs "^NODEIP:<nodePort>", in group k8s-gateway-lbs
+#                   (only with NodePortMode.TEMPLATE)
+#   nodeport:<node> NodePort VIPs "<physical_ip>:<nodePort>", on GR_<node> itself
+#                   (NodePortMode.PER_GATEWAY, the default on OVN 23.03)
+SERVICE_KEY = "ovn-k8s/service"        # "<namespace>/<name>" on every service load balancer
+LB_PROTOCOL_KEY = "ovn-k8s/protocol"   # "tcp" | "udp" | "sctp"
+LB_SCOPE_KEY = "ovn-k8s/lb-scope"      # "cluster" | "external" | "nodeport" | "nodeport:<node>"
+OWNER_SERVICE_PREFIX = "service:"
+OWNER_SERVICE_TEMPLATES = "service-templates"   # owner of our Chassis_Template_Var rows
+NODEIP_TEMPLATE_VAR = "NODEIP"                  # Chassis_Template_Var variable: the gateway's IP
+
+SCOPE_CLUSTER = "cluster"
+SCOPE_EXTERNAL = "external"
+SCOPE_NODEPORT = "nodeport"
+
+
+def owner_service(key: str) -> str:
+    """Owner of a service's rows; key is "<namespace>/<name>"."""
+    return f"{OWNER_SERVICE_PREFIX}{key}"
+
+
+def service_key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+def scope_nodeport_gateway(node: str) -> str:
+    return f"{SCOPE_NODEPORT}:{node}"
+
+
+def service_lb_id(key: str, protocol: str, scope: str) -> str:
+    """Identity of a service load balancer: service:<ns>/<name>:<proto>:<scope>."""
+    return f"{owner_service(key)}:{protocol}:{scope}"
+
+
+def service_lb_name(key: str, protocol: str, scope: str) -> str:
+    """Readable name (not unique by schema, never used for identity): Service_<ns>/<name>_TCP_cluster."""
+    return f"Service_{key}_{protocol.upper()}_{scope.replace(':', '_')}"
+
+
+def template_var_id(chassis: str) -> str:
+    return f"template-vars:{chassis}"
