@@ -171,3 +171,100 @@ def service_lb_name(key: str, protocol: str, scope: str) -> str:
 
 def template_var_id(chassis: str) -> str:
     return f"template-vars:{chassis}"
+
+
+# --- Mesos: tenants, their networks, gateways and task ports (ovn-mesos-init, ovn-mesos-plugin) --
+# Names follow the original ovn-mesos where that name is unique; the original's bare network
+# switch name `<network>` (and its `rtos-<tenant>-<network>`, `stor-<network>-<tenant>`)
+# collided across tenants, so every per-network name here is built on `<tenant>_<network>`.
+# Tenant names have no '_', so the tenant is always the text before the first '_'.
+TENANT_KEY = "ovn-k8s/tenant"                     # tenant name on every tenant row
+NETWORK_KEY = "ovn-k8s/network"                   # network name on a tenant network switch
+CONTAINER_KEY = "ovn-k8s/container"               # Mesos container ID on a task port
+IFNAME_KEY = "ovn-k8s/ifname"                     # CNI_IFNAME on a task port
+SYSTEM_ID_KEY = "ovn-k8s/system-id"               # chassis of a tenant gateway / external switch
+
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def tenant_name(raw: str) -> str:
+    """A tenant name as given (case kept, as the original): letters, digits, '.', '-'."""
+    name = (raw or "").strip()
+    if not _TENANT_RE.match(name):
+        from ovn_k8s.errors import ConfigError
+
+        raise ConfigError(f"invalid tenant name {raw!r}: use up to 63 letters, digits, '.' or '-' "
+                          "(no '_', '/' or spaces), starting with a letter or digit")
+    return name
+
+
+def network_name(raw: str) -> str:
+    """A network name as given: letters, digits, '.', '-', '_'; unique within its tenant."""
+    name = (raw or "").strip()
+    if not _NETWORK_RE.match(name):
+        from ovn_k8s.errors import ConfigError
+
+        raise ConfigError(f"invalid network name {raw!r}: use up to 63 letters, digits, '.', '-' "
+                          "or '_', starting with a letter or digit")
+    return name
+
+
+def owner_tenant(tenant: str) -> str:
+    return f"tenant:{tenant}"
+
+
+def owner_network(tenant: str, network: str) -> str:
+    return f"network:{tenant}/{network}"
+
+
+def owner_tenant_gateway(tenant: str, system_id: str) -> str:
+    return f"tenant-gateway:{tenant}/{system_id}"
+
+
+def owner_tenant_external(system_id: str, port: str) -> str:
+    """The external switch of one NIC (or shared bridge) on one chassis, shared by every
+    tenant gateway on it (one NIC can be bound to only one logical port)."""
+    return f"tenant-external:{system_id}/{port}"
+
+
+def owner_container(container_id: str, ifname: str) -> str:
+    """One CNI attachment (a container may join several networks, one per CNI_IFNAME)."""
+    return f"container:{container_id}/{ifname}"
+
+
+def tenant_router(tenant: str) -> str:
+    return tenant
+
+
+def tenant_join_switch(tenant: str) -> str:
+    return f"join_{tenant}"
+
+
+def tenant_network_switch(tenant: str, network: str) -> str:
+    return f"{tenant}_{network}"
+
+
+def tenant_gateway_router(tenant: str, system_id: str) -> str:
+    return f"GR_{tenant}_{system_id}"
+
+
+def tenant_external_switch(port: str, system_id: str) -> str:
+    return f"ext_{port}_{system_id}"
+
+
+def tenant_lb(tenant: str, protocol: str) -> str:
+    return f"lb_{tenant}_{protocol}"
+
+
+def task_port(ifname: str, container_id: str) -> str:
+    """A task's logical switch port and OVS iface-id, as the original: `<ifname>_<container>`."""
+    return f"{ifname}_{container_id}"
+
+
+def mesos_patch_int_to_bridge(bridge: str) -> str:
+    return f"mesos-patch-{BR_INT}-{bridge}"
+
+
+def mesos_patch_bridge_to_int(bridge: str) -> str:
+    return f"mesos-patch-{bridge}-{BR_INT}"
