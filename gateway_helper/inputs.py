@@ -1,0 +1,143 @@
+"""The helper's local inputs: the bridge's OpenFlow port numbers and the host's address.
+
+Read again on every pass of the daemon's loop, so a NIC re-added to the bridge (new ofport) or
+a renewed address changes the flows within a second. Reading is cheap: the ofports come from
+the local OVS database's in-memory replica (through one read-only ovsdbapp command, which runs
+in the connection's own thread), the address from one netlink dump.
+
+`bridge_ports` and `choose_host_ip` are pure, so every error message is unit-tested.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ovsdbapp.backend.ovs_idl.command import ReadOnlyCommand
+
+from gateway_helper.flows import BridgePorts
+from ovn_k8s import host, naming
+from ovn_k8s.errors import HostError
+from ovn_k8s.nb import connection
+
+RT_SCOPE_UNIVERSE = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Iface:
+    ofport: int | None  # None: not assigned yet; -1: OVS could not add it
+    error: str | None
+
+
+# interface name -> Iface, for every interface of the bridge's ports; None: no such bridge.
+BridgeSnapshot = Mapping[str, Iface] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    host_ip: str
+    ports: BridgePorts
+
+
+def _ofport(iface: Iface | None, name: str, bridge: str, missing_hint: str) -> int:
+    if iface is None:
+        raise HostError(f"{name} is not a port of OVS bridge {bridge}{missing_hint}")
+    if iface.ofport is None:
+        raise HostError(f"{name} on OVS bridge {bridge} has no OpenFlow port number yet")
+    if iface.ofport <= 0:
+        detail = f": {iface.error}" if iface.error else ""
+        raise HostError(f"OVS could not add {name} to bridge {bridge} (ofport "
+                        f"{iface.ofport}){detail}")
+    return iface.ofport
+
+
+def bridge_ports(snapshot: BridgeSnapshot, *, bridge: str, nic: str) -> BridgePorts:
+    """The NIC's and the patch port's ofports, or a HostError that says what to run."""
+    if snapshot is None:
+        raise HostError(f"OVS bridge {bridge} does not exist (ovn-k8s-util nics-to-bridge "
+                        f"{nic} creates {naming.nic_bridge(nic)})")
+    patch = naming.patch_bridge_to_int(bridge)
+    return BridgePorts(
+        nic=_ofport(snapshot.get(nic), f"interface {nic}", bridge,
+                    f" (ovn-k8s-util nics-to-bridge {nic} puts it on {naming.nic_bridge(nic)})"),
+        patch=_ofport(snapshot.get(patch), f"patch port {patch}", bridge,
+                      f": run ovn-k8s-overlay gateway-init --bridge-interface {bridge} first"))
+
+
+def choose_host_ip(addresses: Sequence[host.Address], *, bridge: str,
+                   previous: str | None = None) -> str:
+    """The host's IPv4 address on the bridge: its only global one. With several, the one in use
+    before stays (a secondary address was added); otherwise --physical-ip must say."""
+    candidates = sorted({a.cidr.split("/")[0] for a in addresses
+                         if a.family == socket.AF_INET and a.scope == RT_SCOPE_UNIVERSE},
+                        key=ipaddress.IPv4Address)
+    if len(candidates) == 1:
+        return candidates[0]
+    if previous is not None and previous in candidates:
+        return previous
+    if not candidates:
+        raise HostError(f"bridge {bridge} has no IPv4 address (ovn-k8s-util nics-to-bridge moves "
+                        "the NIC's address there; or pass --physical-ip)")
+    raise HostError(f"bridge {bridge} has several IPv4 addresses ({', '.join(candidates)}): pass "
+                    "--physical-ip with the one gateway-init gave the gateway router")
+
+
+class _BridgeSnapshotCommand(ReadOnlyCommand):  # type: ignore[misc]
+    """Interfaces of one bridge with their ofport and error, read in the IDL's thread."""
+
+    def __init__(self, api: Any, bridge: str) -> None:
+        super().__init__(api)
+        self.bridge = bridge
+
+    def run_idl(self, txn: Any) -> None:
+        br = next((b for b in self.api.tables["Bridge"].rows.values() if b.name == self.bridge),
+                  None)
+        if br is None:
+            self.result = None
+            return
+        out: dict[str, Iface] = {}
+        for port in br.ports:
+            for iface in port.interfaces:
+                ofport = list(iface.ofport)
+                error = list(iface.error)
+                out[str(iface.name)] = Iface(ofport=int(ofport[0]) if ofport else None,
+                                             error=str(error[0]) if error else None)
+        self.result = out
+
+
+class InputReader:
+    """Reads `Inputs` from the local OVS (an ovsdbapp Open_vSwitch API) and the host."""
+
+    def __init__(self, ovs_api: Any, *, bridge: str, nic: str, physical_ip: str | None,
+                 timeout: float) -> None:
+        self.api = ovs_api
+        self.bridge = bridge
+        self.nic = nic
+        self.physical_ip = physical_ip
+        self.timeout = timeout
+        self._last_ip: str | None = None
+
+    def snapshot(self) -> BridgeSnapshot:
+        cmd = _BridgeSnapshotCommand(self.api, self.bridge)
+        with connection.transaction(self.api, timeout=self.timeout) as txn:
+            txn.add(cmd)
+        result: BridgeSnapshot = cmd.result
+        return result
+
+    def host_ip(self) -> str:
+        if self.physical_ip:
+            return self.physical_ip
+        try:
+            found = host.addresses(self.bridge, socket.AF_INET)
+        except HostError:
+            raise HostError(f"bridge {self.bridge} has no network device in this namespace "
+                            "(is ovs-vswitchd running?)") from None
+        self._last_ip = choose_host_ip(found, bridge=self.bridge, previous=self._last_ip)
+        return self._last_ip
+
+    def read(self) -> Inputs:
+        ports = bridge_ports(self.snapshot(), bridge=self.bridge, nic=self.nic)
+        return Inputs(host_ip=self.host_ip(), ports=ports)

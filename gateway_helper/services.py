@@ -1,0 +1,75 @@
+"""What the shared NIC needs to know about a Service: PURE.
+
+The raw object is parsed by `ovn_k8s.model.kube.parse_service`, the same parser the services
+controller uses, so both sides agree on what a service is. This module keeps only the ports
+that must reach the gateway router through the NIC:
+- node ports (services of type NodePort and LoadBalancer), on the host's address;
+- every service port on each external IPv4 address: spec.externalIPs and
+  status.loadBalancer.ingress[].ip.
+Headless and ExternalName services get no load balancer in OVN (ovn_k8s/build/services.py),
+so they get no flows either. IPv6 addresses are left out: the gateway router is IPv4-only.
+
+A service the parser rejects becomes an empty `ServicePorts` with the reason in `skipped`,
+for the daemon to log: one bad object must not cost the other services their flows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ovn_k8s.errors import InvalidObject
+from ovn_k8s.kube.rest import object_key
+from ovn_k8s.model.kube import Service, parse_service
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class L4Port:
+    protocol: str  # "tcp", "udp" or "sctp" (as OpenFlow spells them)
+    port: int
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ExternalPort:
+    ip: str  # an IPv4 address
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePorts:
+    key: str  # "namespace/name"
+    node_ports: tuple[L4Port, ...] = ()
+    external: tuple[ExternalPort, ...] = ()
+    skipped: tuple[str, ...] = ()  # why (part of) the service has no flows, for the log
+
+    @property
+    def empty(self) -> bool:
+        return not self.node_ports and not self.external
+
+
+def _ipv4(ip: str) -> bool:
+    return ipaddress.ip_address(ip).version == 4
+
+
+def service_ports(service: Service) -> ServicePorts:
+    """The flow-relevant ports of a parsed Service (see the module docstring)."""
+    if service.headless or service.type == "ExternalName":
+        return ServicePorts(key=service.key)
+    node_ports = {L4Port(p.protocol.lower(), p.node_port) for p in service.ports
+                  if p.node_port is not None}
+    addresses = [ip for ip in (*service.external_ips, *service.lb_ingress_ips) if _ipv4(ip)]
+    external = {ExternalPort(ip, p.protocol.lower(), p.port)
+                for ip in addresses for p in service.ports}
+    return ServicePorts(key=service.key, node_ports=tuple(sorted(node_ports)),
+                        external=tuple(sorted(external)))
+
+
+def parse(obj: Mapping[str, Any]) -> ServicePorts:
+    """A raw Service object's ServicePorts; a malformed one has none, and says why."""
+    try:
+        return service_ports(parse_service(obj))
+    except InvalidObject as exc:
+        return ServicePorts(key=object_key(obj), skipped=(str(exc),))
