@@ -33,7 +33,7 @@ from typing import Any
 from ovsdbapp.backend.ovs_idl import command as ovs_command
 
 from ovn_k8s import naming
-from ovn_k8s.build.services import Gateway, NodePortMode, service_rows, template_var_rows
+from ovn_k8s.build.services import AffinityMode, Gateway, NodePortMode, service_rows, template_var_rows
 from ovn_k8s.errors import InvalidObject, NotReadyError
 from ovn_k8s.model.kube import (
     Service,
@@ -48,7 +48,7 @@ from ovn_k8s.nb.model import Parent, Row
 LOG = logging.getLogger(__name__)
 LB, LBG, LR, CTV = "Load_Balancer", "Load_Balancer_Group", "Logical_Router", "Chassis_Template_Var"
 # The columns of our rows that we write; anything else on them is left alone.
-_COLUMNS = {LB: ("name", "protocol", "vips", "options", "external_ids"),
+_COLUMNS = {LB: ("name", "protocol", "vips", "options", "selection_fields", "external_ids"),
             CTV: ("chassis", "variables", "external_ids")}
 _TEMPLATES = ""   # the pseudo service key under which template variables are tracked
 
@@ -138,15 +138,18 @@ class ServiceReconciler:
     """The NB side of the services controller (see the module docstring).
 
     Thread-safe: calls are serialised; the caller may run reconciles from several workers.
-    `nodeport_mode` picks how NodePort VIPs reach every gateway (docs/services.md); the
-    default, PER_GATEWAY, is the one that works on OVN 23.03.
+    `nodeport_mode` picks how NodePort VIPs reach every gateway and `affinity_mode` how
+    sessionAffinity is written (docs/services.md); the defaults, PER_GATEWAY and HASH, are the
+    ones that work on OVN 23.03.
     """
 
     def __init__(self, nb_api: Any, *, timeout: float = 30.0,
-                 nodeport_mode: NodePortMode | str = NodePortMode.PER_GATEWAY) -> None:
+                 nodeport_mode: NodePortMode | str = NodePortMode.PER_GATEWAY,
+                 affinity_mode: AffinityMode | str = AffinityMode.HASH) -> None:
         self._api = nb_api
         self._timeout = timeout
         self._mode = NodePortMode(nodeport_mode)
+        self._affinity = AffinityMode(affinity_mode)
         self._lock = threading.Lock()
         self._applied: dict[str, dict[str, _Applied]] = {}
         self._models: dict[str, tuple[Service, ServiceBackends]] = {}
@@ -234,7 +237,8 @@ class ServiceReconciler:
                gateways: tuple[Gateway, ...]) -> dict[str, Row]:
         if model is None:
             return {}
-        return {r.id: r for r in service_rows(model[0], model[1], gateways, nodeport_mode=self._mode)}
+        return {r.id: r for r in service_rows(model[0], model[1], gateways, nodeport_mode=self._mode,
+                                              affinity_mode=self._affinity)}
 
     def _read(self, fn: Callable[[Any], Any]) -> Any:
         cmd = _ReadCommand(self._api, fn)
@@ -343,13 +347,9 @@ def _holders(idl: Any) -> dict[uuidlib.UUID, frozenset[Parent]]:
 def _actual_row(table: str, row: Any, rid: str, parents: frozenset[Parent]) -> Row:
     columns = {}
     for col in _COLUMNS[table]:
-        value = getattr(row, col)
+        value = _value(row, col)
         if col == "external_ids":
             value = {k: v for k, v in value.items() if k not in (naming.OWNER_KEY, naming.ID_KEY)}
-        elif isinstance(value, list):       # an optional scalar (protocol)
-            value = value[0] if value else None
-        elif isinstance(value, dict):
-            value = dict(value)
         columns[col] = value
     parent = next(iter(parents)) if len(parents) == 1 else None
     return Row(table, rid, row.external_ids.get(naming.OWNER_KEY, ""), columns, parent=parent)
@@ -478,7 +478,7 @@ class _WriteCommand(ovs_command.BaseCommand):
         for col, value in row.columns.items():
             if col == "external_ids":
                 value = _with_ownership(row)
-            actual = getattr(irow, col)
+            actual = _value(irow, col)
             if isinstance(value, Mapping):
                 for k in actual.keys() - value.keys():
                     irow.delkey(col, k)
@@ -487,7 +487,7 @@ class _WriteCommand(ovs_command.BaseCommand):
                     if actual.get(k) != v:
                         irow.setkey(col, k, v)
                         self.wrote = True
-            elif _plain(actual) != value:
+            elif actual != (sorted(value) if isinstance(value, list) else value):
                 _set(irow, table, col, value)
                 self.wrote = True
 
@@ -503,9 +503,17 @@ def _with_ownership(row: Row) -> dict[str, str]:
     return {**row.columns.get("external_ids", {}), naming.OWNER_KEY: row.owner, naming.ID_KEY: row.id}
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, list):           # optional scalar
+def _value(irow: Any, col: str) -> Any:
+    """A column in the form the builder uses: maps as dicts, sets as sorted lists, optional
+    scalars (Load_Balancer.protocol) as the value or None."""
+    value = getattr(irow, col)
+    ctype = irow._table.columns[col].type
+    if ctype.is_map():
+        return dict(value)
+    if ctype.is_optional():
         return value[0] if value else None
+    if isinstance(value, list):
+        return sorted(value)
     return value
 
 

@@ -12,6 +12,10 @@ Backends are "ip:targetPort" of the ready endpoints of that service port, sorted
 the same address family. A VIP without ready backends is left out, and a load balancer
 without VIPs is not built at all. Headless and ExternalName services build nothing.
 
+sessionAffinity ClientIP: AffinityMode.HASH (the default) hashes on the client IP only
+(selection_fields=[ip_src]); TIMEOUT writes options:affinity_timeout, whose learn stage drops
+the packet that creates the affinity on OVN 23.03 (docs/services.md).
+
 NodePorts: templates keep the rows O(services) (one `^NODEIP` VIP, expanded per chassis by
 ovn-controller from Chassis_Template_Var), but on OVN 23.03 a template VIP that equals the
 gateway's SNAT address gets no "skip unSNAT" flow and connections fail intermittently (see
@@ -38,6 +42,13 @@ OVN_MAX_AFFINITY_TIMEOUT = 65535   # OVN's limit for options:affinity_timeout (K
 class NodePortMode(enum.StrEnum):
     TEMPLATE = "template"          # one ^NODEIP template VIP per nodePort (OVN >= 22.12)
     PER_GATEWAY = "per-gateway"    # one <physical_ip>:nodePort VIP per gateway
+
+
+class AffinityMode(enum.StrEnum):
+    """How sessionAffinity: ClientIP is written (docs/services.md, "Session affinity")."""
+
+    HASH = "hash"          # selection_fields=[ip_src]: a client IP always hashes to one backend
+    TIMEOUT = "timeout"    # options:affinity_timeout: OVN learns client -> backend for N seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +100,8 @@ def _sorted_targets(targets: set[str]) -> str:
 
 def service_rows(service: Service | None, backends: ServiceBackends,
                  gateways: Sequence[Gateway] = (), *,
-                 nodeport_mode: NodePortMode = NodePortMode.PER_GATEWAY) -> list[Row]:
+                 nodeport_mode: NodePortMode = NodePortMode.PER_GATEWAY,
+                 affinity_mode: AffinityMode = AffinityMode.HASH) -> list[Row]:
     """The load balancers of one service (empty for None, headless and ExternalName)."""
     if service is None or service.headless or service.type == "ExternalName":
         return []
@@ -121,10 +133,15 @@ def service_rows(service: Service | None, backends: ServiceBackends,
     rows = []
     for (proto, scope), vips in sorted(lbs.vips.items()):
         options: dict[str, str] = {}
+        selection_fields: list[str] = []
         external_ids = {naming.SERVICE_KEY: key, naming.LB_PROTOCOL_KEY: proto,
                         naming.LB_SCOPE_KEY: scope}
-        if service.session_affinity == "ClientIP" and service.affinity_timeout:
-            options["affinity_timeout"] = str(min(service.affinity_timeout, OVN_MAX_AFFINITY_TIMEOUT))
+        if service.session_affinity == "ClientIP":
+            if affinity_mode is AffinityMode.TIMEOUT and service.affinity_timeout:
+                options["affinity_timeout"] = str(min(service.affinity_timeout,
+                                                      OVN_MAX_AFFINITY_TIMEOUT))
+            else:
+                selection_fields = ["ip_src"]
         if scope == naming.SCOPE_CLUSTER:
             parent = Parent(LBG, naming.CLUSTER_LB_GROUP, "load_balancer")
         elif scope == naming.SCOPE_EXTERNAL:
@@ -145,6 +162,7 @@ def service_rows(service: Service | None, backends: ServiceBackends,
             "protocol": proto,
             "vips": {vip: _sorted_targets(targets) for vip, targets in sorted(vips.items())},
             "options": options,
+            "selection_fields": selection_fields,
             "external_ids": external_ids,
         }, parent=parent))
     return rows

@@ -17,7 +17,7 @@ import pytest
 
 from ovn_k8s import naming
 from ovn_k8s.build import topology
-from ovn_k8s.build.services import NodePortMode
+from ovn_k8s.build.services import AffinityMode, NodePortMode
 from ovn_k8s.cli.overlay import apply_rows
 from ovn_k8s.errors import InvalidObject, NotReadyError
 from ovn_k8s.lab.cluster import Lab
@@ -90,7 +90,7 @@ def inp(name: str = "web", *ips: str, **kw: Any) -> ServiceInput:
 def lbs(lab: Lab) -> dict[str, dict[str, Any]]:
     """Our load balancers by identity: vips, options, name, uuid."""
     out = {}
-    for r in rows(lab, LB, "_uuid", "name", "vips", "options", "protocol", "external_ids"):
+    for r in rows(lab, LB, "_uuid", "name", "vips", "options", "selection_fields", "protocol", "external_ids"):
         ident = r["external_ids"].get("ovn-k8s/id", r["_uuid"])
         assert ident not in out, f"duplicate load balancer {ident}"
         out[ident] = r
@@ -190,10 +190,30 @@ def test_external_ips_and_load_balancer_ingress_on_every_gateway(lab: Lab, clust
                           f"{ID}:udp:nodeport:node2"}
     ext = found[f"{ID}:udp:external"]
     assert ext["vips"] == {"198.51.100.7:80": "10.244.1.5:8080"}
-    assert ext["options"] == {"neighbor_responder": "none", "affinity_timeout": "10800"}
+    assert ext["options"] == {"neighbor_responder": "none"}
+    assert ext["selection_fields"] == "ip_src"        # ClientIP affinity, AffinityMode.HASH
     assert ext["protocol"] == "udp"
     assert members(lab, LBG, "k8s-gateway-lbs") == {f"{ID}:udp:external"}
     assert members(lab, LBG, "k8s-cluster-lbs") == {f"{ID}:udp:cluster"}
+
+
+def test_session_affinity_modes_and_turning_affinity_off(lab: Lab, cluster: Any) -> None:
+    sticky = inp(sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 600}})
+    rec = ServiceReconciler(cluster, timeout=10)
+    rec.sync({"default/web": sticky})
+    lb = lbs(lab)[f"{ID}:tcp:cluster"]
+    assert (lb["selection_fields"], lb["options"]) == ("ip_src", {})
+    timeout = ServiceReconciler(cluster, timeout=10, affinity_mode=AffinityMode.TIMEOUT)
+    timeout.sync({"default/web": sticky})
+    lb = lbs(lab)[f"{ID}:tcp:cluster"]
+    assert (lb["selection_fields"], lb["options"]) == ([], {"affinity_timeout": "600"})
+    timeout.reconcile({"default/web": inp()})
+    lb = lbs(lab)[f"{ID}:tcp:cluster"]
+    assert (lb["selection_fields"], lb["options"]) == ([], {})
+    rec.sync({"default/web": sticky})
+    rec.reconcile({"default/web": inp()})
+    lb = lbs(lab)[f"{ID}:tcp:cluster"]
+    assert (lb["selection_fields"], lb["options"]) == ([], {})
 
 
 def test_unchanged_reconcile_writes_nothing(lab: Lab, cluster: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ovn_k8s.build.services import Gateway, NodePortMode, service_rows, template_var_rows
+from ovn_k8s.build.services import AffinityMode, Gateway, NodePortMode, service_rows, template_var_rows
 from ovn_k8s.errors import InvalidObject
 from ovn_k8s.model.kube import (
     parse_endpoint_slice,
@@ -66,17 +66,21 @@ def eps(*endpoints: Any, ports: Any = ((None, 8080),), family: str = "IPv4",
 
 def build(service: dict[str, Any], slices: list[dict[str, Any]] | None = None,
           endpoints: dict[str, Any] | None = None, *,
-          mode: NodePortMode = NodePortMode.PER_GATEWAY) -> list[Row]:
+          mode: NodePortMode = NodePortMode.PER_GATEWAY,
+          affinity: AffinityMode = AffinityMode.TIMEOUT) -> list[Row]:
     backends = parse_endpoint_slices(slices) if slices is not None else parse_endpoints(endpoints)
-    return service_rows(parse_service(service), backends, GATEWAYS, nodeport_mode=mode)
+    return service_rows(parse_service(service), backends, GATEWAYS, nodeport_mode=mode,
+                        affinity_mode=affinity)
 
 
 def summary(rows: list[Row]) -> dict[str, tuple[dict[str, str], dict[str, str], tuple[str, str]]]:
-    """lb id -> (vips, options, (parent table, parent id)); every row is a linked LB."""
+    """lb id -> (vips, options, (parent table, parent id)); every row is a linked LB with no
+    selection_fields (checked separately for AffinityMode.HASH)."""
     out = {}
     for row in rows:
         assert row.table == "Load_Balancer" and row.parent is not None
         assert row.parent.column == "load_balancer"
+        assert row.columns["selection_fields"] == []
         out[row.id] = (row.columns["vips"], row.columns["options"], (row.parent.table, row.parent.id))
     return out
 
@@ -198,6 +202,23 @@ CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any]]] = 
 def test_service_load_balancers(service: dict[str, Any], slices: list[dict[str, Any]],
                                 expected: dict[str, Any]) -> None:
     assert summary(build(service, slices)) == expected
+
+
+def test_hash_affinity_pins_on_the_client_address_without_a_timeout() -> None:
+    slices = [eps("10.244.1.5", "10.244.2.5", ports=[(None, 8080)])]
+    sticky = build(svc(type="NodePort", sessionAffinity="ClientIP",
+                       sessionAffinityConfig={"clientIP": {"timeoutSeconds": 30}},
+                       ports=[{"port": 80, "targetPort": 8080, "nodePort": 30080}]), slices,
+                   affinity=AffinityMode.HASH)
+    assert {r.id: (r.columns["selection_fields"], r.columns["options"]) for r in sticky} == {
+        f"{ID}:tcp:cluster": (["ip_src"], {}),
+        f"{ID}:tcp:nodeport:node1": (["ip_src"], {}),
+        f"{ID}:tcp:nodeport:node2": (["ip_src"], {})}
+    plain = build(svc(), slices, affinity=AffinityMode.HASH)
+    assert [r.columns["selection_fields"] for r in plain] == [[]]
+    # the default of the builder is HASH
+    assert service_rows(parse_service(svc(sessionAffinity="ClientIP")), parse_endpoint_slices(slices),
+                        )[0].columns["selection_fields"] == ["ip_src"]
 
 
 def test_row_identity_names_and_external_ids() -> None:
