@@ -26,11 +26,14 @@ import errno
 import fcntl
 import functools
 import hashlib
+import importlib
+import importlib.util
 import ipaddress
 import logging
 import os
 import re
 import socket
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -170,9 +173,42 @@ def _default_dst(version: int) -> str:
 # pyroute2 plumbing
 
 
+def _defer_package_init(name: str) -> None:
+    """Register package `name` without running its `__init__` until a name it defines is used.
+
+    pyroute2's `__init__` imports the whole library (ipdb, ndb, conntrack, nftables, ...: ~35 ms
+    of the ~90 ms it costs here) though we need four submodules. Submodules import normally
+    into this bare package (also via `from pyroute2 import config`); the first lookup of any
+    other attribute (`pyroute2.IPRoute`, `from pyroute2 import NDB`) runs the real `__init__`
+    in place (PEP 562 module `__getattr__`), so other users of pyroute2 in the same process
+    still see the whole package. No-op if the package is imported already.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return  # not an importable package: let the normal import report it
+    module = importlib.util.module_from_spec(spec)
+
+    def complete(attr: str) -> Any:
+        if not attr.startswith("__") and importlib.util.find_spec(f"{name}.{attr}") is not None:
+            return importlib.import_module(f"{name}.{attr}")  # `from pyroute2 import config`
+        del module.__getattr__
+        spec.loader.exec_module(module)  # the real __init__, in this module object
+        return getattr(module, attr)
+
+    module.__getattr__ = complete  # type: ignore[method-assign]
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)  # what the import system does for submodules
+
+
 @functools.cache
 def _pr2() -> SimpleNamespace:
-    """pyroute2, imported on first use (module docstring)."""
+    """pyroute2, imported on first use (module docstring): only the submodules used here."""
+    _defer_package_init("pyroute2")
+    _defer_package_init("pyroute2.ethtool")  # its __init__ pulls the genetlink Ethtool (~25 ms)
     from pyroute2.ethtool.ioctl import IoctlEthtool
     from pyroute2.iproute.linux import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
