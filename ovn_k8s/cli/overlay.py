@@ -137,7 +137,9 @@ def minion_init(args: argparse.Namespace) -> int:
     ipam.check_node_subnet(subnet, cluster, [])
     ipam.node_addresses(subnet)
     with _open_ovs(args) as ovs:
-        cfg = _resolve(args, ovs, ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin"))
+        cfg = _resolve(args, ovs, ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin",
+                                   "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
+                                   "kubeconfig"))
         nb = common.connect_nb(cfg)
         try:
             def build(view: NbView) -> list[Row]:
@@ -159,7 +161,15 @@ def minion_init(args: argparse.Namespace) -> int:
 
 def install_cni(cfg: config.Config) -> bool:
     """Link the CNI plugin into the runtime's plugin dir and write a .conflist, once the plugin
-    exists in PATH. Runtimes pick the first conflist in lexical order, hence the 10- prefix."""
+    exists in PATH. Runtimes pick the first conflist in lexical order, hence the 10- prefix.
+
+    The plugin's entry carries what it needs on this node (docs/cni.md): `mtu`, `bridge`,
+    `ovsdb` (this node's OVS), `log_file`, and where the API server is when minion-init was
+    told explicitly (flag, environment or config file): `kubeconfig`, or `k8s_api_server` with
+    `k8s_api_token` (the file is then 0600) and `k8s_ca_cert`. A server that minion-init found
+    in the OVS external_ids is not copied: the plugin reads those itself at every call, so a
+    changed token reaches it without re-running minion-init.
+    """
     plugin = shutil.which(cfg.cni_plugin)
     if plugin is None:
         LOG.warning("CNI plugin %s not found in PATH: CNI configuration not installed",
@@ -174,13 +184,35 @@ def install_cni(cfg: config.Config) -> bool:
             os.unlink(tmp)
         os.symlink(os.path.realpath(plugin), tmp)
         os.replace(tmp, link)
-    conflist = {"cniVersion": "1.0.0", "name": CNI_NETWORK_NAME,
-                "plugins": [{"type": name, "mtu": cfg.mtu}]}
+    entry: dict[str, object] = {"type": name, "mtu": cfg.mtu, "bridge": naming.BR_INT,
+                                "ovsdb": cfg.ovs_db,
+                                "log_file": "/var/log/openvswitch/ovn-k8s-cni-overlay.log"}
+    explicit = {"flag", "env", "file"}
+    server = cfg.k8s_api_server
+    if cfg.kubeconfig:
+        entry["kubeconfig"] = os.path.abspath(cfg.kubeconfig)
+    elif server and cfg.sources.get("k8s_api_server") in explicit:
+        entry["k8s_api_server"] = server
+        if cfg.k8s_api_token:
+            entry["k8s_api_token"] = cfg.k8s_api_token
+    ca = cfg.k8s_ca_certificate
+    if not cfg.kubeconfig and server and server.startswith("https://") and ca and (
+            cfg.sources.get("k8s_ca_certificate") in explicit or os.path.isfile(ca)):
+        entry["k8s_ca_cert"] = os.path.abspath(ca)
+    conflist = {"cniVersion": "1.0.0", "name": CNI_NETWORK_NAME, "plugins": [entry]}
     text = json.dumps(conflist, indent=2, sort_keys=True) + "\n"
+    mode = 0o600 if "k8s_api_token" in entry else 0o644  # a bearer token is a secret
     os.makedirs(cfg.cni_conf_dir, exist_ok=True)
     path = os.path.join(cfg.cni_conf_dir, CNI_CONFLIST)
-    if not os.path.exists(path) or open(path, encoding="utf-8").read() != text:
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
+    try:
+        with open(path, encoding="utf-8") as f:
+            current: str | None = f.read()
+    except FileNotFoundError:
+        current = None
+    if current != text or (os.stat(path).st_mode & 0o777) != mode:
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)  # O_CREAT's mode is masked by the umask
             f.write(text)
         os.replace(path + ".tmp", path)
     return True

@@ -191,19 +191,30 @@ def test_minion_init_installs_cni_only_once_the_plugin_exists(lab: Lab, tmp_path
     ok(master_init(node1))
     conf, bindir, path = tmp_path / "net.d", tmp_path / "bin", tmp_path / "path"
     flags = [f"--cni-conf-dir={conf}", f"--cni-bin-dir={bindir}"]
-    proc = ok(minion_init(node1, "10.244.1.0/24", *flags))
+    import os
+    # PATH without the venv's bin, which holds the real plugin
+    no_plugin = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                if not os.path.exists(os.path.join(p, "ovn-k8s-cni-overlay")))
+    proc = ok(cli(node1, "ovn-k8s-overlay", "minion-init", "--node-name=node1",
+                  "--cluster-ip-subnet=10.244.0.0/16", "--minion-switch-subnet=10.244.1.0/24", *flags,
+                  env={"PATH": no_plugin}))
     assert "not found in PATH" in proc.stderr
     assert not conf.exists()
     path.mkdir()
     plugin = path / "ovn-k8s-cni-overlay"
     plugin.write_text("#!/bin/sh\nexit 0\n")
     plugin.chmod(0o755)
-    import os
     ok(cli(node1, "ovn-k8s-overlay", "minion-init", "--node-name=node1",
            "--cluster-ip-subnet=10.244.0.0/16", "--minion-switch-subnet=10.244.1.0/24", *flags,
            env={"PATH": f"{path}:{os.environ['PATH']}"}))
     assert os.path.realpath(bindir / "ovn-k8s-cni-overlay") == str(plugin)
     import json
     conflist = json.loads((conf / "10-ovn-k8s.conflist").read_text())
-    assert conflist["plugins"][0]["type"] == "ovn-k8s-cni-overlay"
     assert conflist["cniVersion"] == "1.0.0"
+    assert conflist["name"] == "ovn-k8s"
+    # what the plugin needs on this node; no API server was configured, so the plugin will
+    # read it from the node's OVS external_ids (tests/e2e/test_cni_plugin.py runs the plugin)
+    assert conflist["plugins"] == [{"type": "ovn-k8s-cni-overlay", "mtu": 1400, "bridge": "br-int",
+                                    "ovsdb": node1.ovs_db,
+                                    "log_file": "/var/log/openvswitch/ovn-k8s-cni-overlay.log"}]
+    assert (conf / "10-ovn-k8s.conflist").stat().st_mode & 0o777 == 0o644
