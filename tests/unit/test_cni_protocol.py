@@ -584,10 +584,28 @@ def test_run_stdout_failure_is_exit_1() -> None:
 def test_cni_modules_import_nothing_heavy() -> None:
     code = (
         "import sys\n"
-        "import ovn_k8s.cni.protocol, ovn_k8s.cni.netns\n"
+        "import ovn_k8s.cni.protocol, ovn_k8s.cni.netns, ovn_k8s.cni.plugin, ovn_k8s.cni.kubeapi\n"
+        "import ovn_k8s.cni.ovsdb\n"
         "heavy = ('kubernetes', 'ovsdbapp', 'requests', 'yaml', 'pyroute2')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     # pyroute2 is loaded on first netlink use only, so VERSION and config errors stay cheap.
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_cni_add_path_loads_neither_kubernetes_nor_ovsdbapp() -> None:
+    """What ADD imports on its way (API client, netlink): requests and four pyroute2 submodules,
+    but not kubernetes, ovsdbapp, yaml (no kubeconfig here) nor pyroute2's whole library."""
+    code = (
+        "import sys\n"
+        "from ovn_k8s.cni import kubeapi, netns, plugin\n"
+        "params = kubeapi.connection_params(kubeapi.api_settings({'k8s_api_server': 'http://127.0.0.1:1'}), dict)\n"
+        "kubeapi.make_client(params).close()\n"
+        "netns._pr2()\n"
+        "top = {m.split('.')[0] for m in sys.modules}\n"
+        "heavy = {'kubernetes', 'ovsdbapp', 'requests', 'yaml', 'pyroute2'}\n"
+        "print(sorted(top & heavy), 'pyroute2.ndb' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert proc.stdout.strip() == "['pyroute2', 'requests'] False", proc.stdout + proc.stderr
