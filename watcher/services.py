@@ -26,7 +26,7 @@ import ipaddress
 import logging
 import threading
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -525,19 +525,3 @@ def _set(irow: Any, table: Any, col: str, value: Any) -> None:
         value = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
     setattr(irow, col, value)
 
-
-def inputs_from(services: Iterable[dict], slices: Iterable[dict] = ()) -> dict[str, ServiceInput]:
-    """ServiceInputs from raw lists of Services and EndpointSlices (slices are matched to
-    their service by namespace and the kubernetes.io/service-name label)."""
-    by_service: dict[str, list[dict]] = {}
-    for s in slices:
-        meta = s.get("metadata") or {}
-        name = (meta.get("labels") or {}).get("kubernetes.io/service-name")
-        if name:
-            by_service.setdefault(naming.service_key(meta.get("namespace", ""), name), []).append(s)
-    out = {}
-    for svc in services:
-        meta = svc.get("metadata") or {}
-        key = naming.service_key(meta.get("namespace", ""), meta.get("name", ""))
-        out[key] = ServiceInput(service=svc, endpoint_slices=by_service.get(key, []))
-    return out
