@@ -217,11 +217,6 @@ class ServiceReconciler:
     def nodeport_mode(self) -> NodePortMode:
         return self._mode
 
-    def applied_rows(self, key: str) -> list[Row]:
-        """The rows last applied for a service key (a copy; for diagnostics)."""
-        with self._lock:
-            return [a.row for _, a in sorted(self._applied.get(key, {}).items())]
-
     def _parse(self, items: Mapping[str, ServiceInput]) -> tuple[
             dict[str, tuple[Service, ServiceBackends] | None], dict[str, InvalidObject]]:
         models: dict[str, tuple[Service, ServiceBackends] | None] = {}
