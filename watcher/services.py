@@ -206,7 +206,10 @@ class ServiceReconciler:
             raise InvalidServices(errors)
 
     def refresh_gateways(self) -> None:
-        """Re-read gateway routers from the NB and converge the Chassis_Template_Var rows."""
+        """Re-read gateway routers from the NB and converge the Chassis_Template_Var rows.
+
+        With PER_GATEWAY NodePorts (the default) this also adds and removes the per-gateway
+        load balancers of every NodePort service; nothing is written when nothing changed."""
         with self._lock:
             cmd = _WriteCommand(self._api, self._plan_gateways)
             self._commit(cmd)
