@@ -268,3 +268,27 @@ def mesos_patch_int_to_bridge(bridge: str) -> str:
 
 def mesos_patch_bridge_to_int(bridge: str) -> str:
     return f"mesos-patch-{bridge}-{BR_INT}"
+
+
+# --- pods (owned by ovn-k8s-watcher) ------------------------------------------------------------
+POD_ANNOTATION = "ovn"              # the pod annotation the CNI plugin reads (original JSON keys)
+POD_MARK = "pod"                    # = "true" on pod ports (the original's marker, kept)
+POD_NAMESPACE_KEY = "namespace"     # the pod's namespace on its port (the original's marker, kept)
+OWNER_POD_PREFIX = "pod:"
+
+
+def owner_pod(namespace: str, name: str) -> str:
+    return f"{OWNER_POD_PREFIX}{namespace}/{name}"
+
+
+def pod_port(namespace: str, name: str) -> str:
+    """The pod's logical switch port (and OVS iface-id): `<namespace>_<pod>`, as the original.
+
+    Unique: namespace names are DNS labels and pod names DNS subdomains, neither has '_'."""
+    return f"{namespace}_{name}"
+
+
+def pod_port_external_ids(namespace: str, name: str) -> dict[str, str]:
+    """Every external_ids key of a pod port: ownership plus the original markers."""
+    return {OWNER_KEY: owner_pod(namespace, name), ID_KEY: pod_port(namespace, name),
+            POD_NAMESPACE_KEY: namespace, POD_MARK: "true"}

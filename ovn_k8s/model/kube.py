@@ -11,13 +11,172 @@ controller). Other kinds append their own section.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ovn_k8s import naming
 from ovn_k8s.errors import InvalidObject
+
+# =============================================================================================
+# Pods
+# =============================================================================================
+
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PodAnnotation:
+    """The `ovn` pod annotation, with the original's JSON keys:
+    {"ip_address": "10.244.1.3/24", "mac_address": "0a:58:0a:f4:01:03", "gateway_ip": "10.244.1.1"}
+    """
+
+    ip: str            # "10.244.1.3"
+    prefixlen: int     # 24
+    mac: str           # lower-case, colon separated
+    gateway_ip: str    # "10.244.1.1"
+
+    @property
+    def ip_address(self) -> str:
+        return f"{self.ip}/{self.prefixlen}"
+
+    def to_json(self) -> str:
+        # Key order as the original wrote it; compact separators keep the annotation short.
+        return json.dumps({"ip_address": self.ip_address, "mac_address": self.mac,
+                           "gateway_ip": self.gateway_ip}, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, text: str) -> PodAnnotation:
+        """Parse the annotation; InvalidObject says what is wrong with it."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise InvalidObject(f"annotation {naming.POD_ANNOTATION!r} is not JSON: "
+                                f"{text[:80]!r}") from None
+        if not isinstance(data, dict):
+            raise InvalidObject(f"annotation {naming.POD_ANNOTATION!r} is not a JSON object")
+        ip_raw, mac_raw, gw_raw = (data.get("ip_address"), data.get("mac_address"),
+                                   data.get("gateway_ip"))
+        if not isinstance(ip_raw, str) or "/" not in ip_raw:
+            raise InvalidObject(f"annotation {naming.POD_ANNOTATION!r}: ip_address "
+                                f"{ip_raw!r} is not IP/LEN")
+        try:
+            iface = ipaddress.IPv4Interface(ip_raw)
+        except ValueError:
+            raise InvalidObject(f"annotation {naming.POD_ANNOTATION!r}: ip_address "
+                                f"{ip_raw!r} is not an IPv4 IP/LEN") from None
+        if not isinstance(mac_raw, str) or not _MAC_RE.match(mac_raw.lower()):
+            raise InvalidObject(f"annotation {naming.POD_ANNOTATION!r}: mac_address "
+                                f"{mac_raw!r} is not a MAC address")
+        if int(mac_raw[:2], 16) & 1:
+            raise InvalidObject(f"annotation {naming.POD_ANNOTATION!r}: mac_address "
+                                f"{mac_raw!r} is a multicast address")
+        gateway = ""
+        if gw_raw is not None:
+            try:
+                gateway = str(ipaddress.IPv4Address(gw_raw))
+            except ValueError:
+                raise InvalidObject(f"annotation {naming.POD_ANNOTATION!r}: gateway_ip "
+                                    f"{gw_raw!r} is not an IPv4 address") from None
+        return cls(ip=str(iface.ip), prefixlen=iface.network.prefixlen, mac=mac_raw.lower(),
+                   gateway_ip=gateway)
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """What the pod controller reads of a Pod. `error` is set when the object is malformed
+    (a bad `ovn` annotation, a field of the wrong type): such a pod is skipped, with an
+    Event, until it is fixed."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+    # Not compared: an event that changes only the resourceVersion changes nothing we read.
+    resource_version: str = field(default="", compare=False)
+    created: str = ""                     # creationTimestamp (RFC 3339 sorts as text)
+    node: str | None = None               # spec.nodeName, lower-cased; None = not scheduled
+    host_network: bool = False
+    phase: str = ""
+    annotation_text: str | None = None    # the raw `ovn` annotation; None = absent
+    annotation: PodAnnotation | None = None
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    @property
+    def wants_port(self) -> bool:
+        """Scheduled, on the pod network, and not finished: it needs a logical port."""
+        return self.node is not None and not self.host_network and not self.terminal
+
+    def involved_object(self) -> dict[str, Any]:
+        """A minimal object for Events (involvedObject) about this pod."""
+        meta = {"namespace": self.namespace, "name": self.name}
+        if self.uid:
+            meta["uid"] = self.uid
+        if self.resource_version:
+            meta["resourceVersion"] = self.resource_version
+        return {"kind": "Pod", "apiVersion": "v1", "metadata": meta}
+
+
+def _get(obj: Mapping[str, Any], key: str, kind: type, what: str, errors: list[str]) -> Any:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, kind):
+        errors.append(f"{what} is a {type(value).__name__}, not a {kind.__name__}")
+        return None
+    return value
+
+
+def parse_pod(obj: Mapping[str, Any]) -> Pod:
+    """A Pod from a raw API object. Raises InvalidObject only when the object has no usable
+    namespace/name (it cannot even be keyed); any other defect is kept in `Pod.error`."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise InvalidObject("pod without metadata")
+    namespace, name = meta.get("namespace"), meta.get("name")
+    if not isinstance(namespace, str) or not namespace or not isinstance(name, str) or not name:
+        raise InvalidObject(f"pod without a namespace or name: {namespace!r}/{name!r}")
+    errors: list[str] = []
+    spec = obj.get("spec")
+    if spec is None:
+        spec = {}
+    elif not isinstance(spec, Mapping):
+        errors.append("spec is not an object")
+        spec = {}
+    status = obj.get("status")
+    if not isinstance(status, Mapping):
+        status = {}
+    node = _get(spec, "nodeName", str, "spec.nodeName", errors)
+    host_network = _get(spec, "hostNetwork", bool, "spec.hostNetwork", errors)
+    phase = _get(status, "phase", str, "status.phase", errors)
+    annotations = meta.get("annotations")
+    text = None
+    if isinstance(annotations, Mapping):
+        text = annotations.get(naming.POD_ANNOTATION)
+        if text is not None and not isinstance(text, str):
+            errors.append(f"annotation {naming.POD_ANNOTATION!r} is not a string")
+            text = None
+    annotation = None
+    if text:
+        try:
+            annotation = PodAnnotation.parse(text)
+        except InvalidObject as exc:
+            errors.append(str(exc))
+    return Pod(namespace=namespace, name=name, uid=str(meta.get("uid") or ""),
+               resource_version=str(meta.get("resourceVersion") or ""),
+               created=str(meta.get("creationTimestamp") or ""),
+               node=node.lower() if node else None, host_network=bool(host_network),
+               phase=phase or "", annotation_text=text, annotation=annotation,
+               error="; ".join(errors) or None)
+
 
 # =============================================================================================
 # Services and their endpoints (the services controller: watcher/services.py)
