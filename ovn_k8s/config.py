@@ -63,6 +63,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("join_subnet", "subnet of the join switch between the cluster router and the gateway "
            "routers; must not overlap the cluster or any physical network",
            default="100.64.0.0/16", file_key="join_subnet", metavar="CIDR"),
+    Option("service_cluster_ip_range", "service (ClusterIP) range: the management port also routes it, "
+           "so the node itself reaches services (the original needed a manual route)",
+           file_key="service_cluster_ip_range", metavar="CIDR"),
     Option("cni_conf_dir", "where minion-init writes the CNI network configuration",
            default="/etc/cni/net.d", file_key="cni_conf_path", metavar="DIR"),
     Option("cni_bin_dir", "where minion-init links the CNI plugin for the container runtime",
@@ -82,6 +85,26 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
            file_key="kubeconfig", metavar="FILE"),
     Option("conntrack_zone", "conntrack zone the gateway helper uses on a shared NIC",
            default=64000, file_key="conntrack_zone", type=int, metavar="ZONE"),
+    # -- ovn-k8s-watcher ---------------------------------------------------------------------
+    Option("k8s_ca_certificate_data", "the API server's CA certificate itself (PEM, literal \\n "
+           "allowed), written to --k8s-ca-certificate when that file does not exist (OVS "
+           "external_ids:k8s-ca-certificate)", ovs_key="k8s-ca-certificate", metavar="PEM"),
+    Option("pod_batch_size", "most pods written to the NB in one transaction", default=500,
+           file_key="pod_batch_size", type=int, metavar="N"),
+    Option("annotation_workers", "pod annotation PATCH requests in flight at once", default=16,
+           file_key="annotation_workers", type=int, metavar="N"),
+    Option("max_retries", "retries of a failed object (backoff 5 ms doubling up to 60 s) "
+           "before giving up on it with an error log and a Kubernetes Event", default=15,
+           file_key="max_retries", type=int, metavar="N"),
+    Option("resync_interval", "seconds between full re-reads of the NB that re-check every "
+           "object (0: never)", default=600.0, file_key="resync_interval", type=float,
+           metavar="SECONDS"),
+    Option("nodeport_mode", "how NodePort VIPs reach every gateway: per-gateway (one load "
+           "balancer per gateway; works on OVN 23.03) or template (^NODEIP template VIPs; see "
+           "docs/services.md)", default="per-gateway", file_key="nodeport_mode", metavar="MODE"),
+    Option("affinity_mode", "how sessionAffinity: ClientIP is written: hash (selection_fields "
+           "ip_src) or timeout (OVN affinity_timeout; see docs/services.md)", default="hash",
+           file_key="affinity_mode", metavar="MODE"),
     Option("flow_resync_interval", "seconds between the gateway helper's full re-applications "
            "of its flows (repairs flows changed behind its back)", default=60.0,
            file_key="flow_resync_interval", type=float, metavar="SECONDS"),

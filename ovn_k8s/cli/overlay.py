@@ -77,9 +77,12 @@ def _cluster_router(view: NbView, cluster_subnet: netaddr.IPNetwork | None) -> o
 
 
 def setup_management_port(ovs: LocalOvs, *, node: str, subnet: netaddr.IPNetwork,
-                          cluster_subnet: netaddr.IPNetwork, mtu: int) -> None:
+                          cluster_subnet: netaddr.IPNetwork, mtu: int,
+                          service_range: netaddr.IPNetwork | None = None) -> None:
     """The node's own port on its switch: OVS internal port k8s-<node> with S+2, and a route
-    to the cluster subnet via S+1, so the node reaches pods (health checks, the API server)."""
+    to the cluster subnet via S+1, so the node reaches pods (health checks, the API server);
+    with a service range, a route to it too, so the node reaches ClusterIP services through
+    its switch's load balancers."""
     addrs = ipam.node_addresses(subnet)
     ifname = naming.mgmt_ifname(node)
     ovs.ensure_integration_bridge()
@@ -90,6 +93,17 @@ def setup_management_port(ovs: LocalOvs, *, node: str, subnet: netaddr.IPNetwork
     host.set_up(ifname)
     host.ensure_addresses(ifname, [addrs.mgmt_cidr])
     host.ensure_route(str(cluster_subnet), str(addrs.router_ip), ifname)
+    if service_range is not None:
+        host.ensure_route(str(service_range), str(addrs.router_ip), ifname)
+
+
+def _service_range(cfg: config.Config, cluster: netaddr.IPNetwork) -> netaddr.IPNetwork | None:
+    if not cfg.service_cluster_ip_range:
+        return None
+    svc = ipam.parse_cidr(cfg.service_cluster_ip_range, "--service-cluster-ip-range")
+    if svc.first <= cluster.last and cluster.first <= svc.last:
+        raise ConfigError(f"--service-cluster-ip-range {svc} overlaps --cluster-ip-subnet {cluster}")
+    return svc
 
 
 def _node_subnet_check(view: NbView, node: str, subnet: netaddr.IPNetwork,
@@ -103,7 +117,8 @@ def master_init(args: argparse.Namespace) -> int:
     cluster = ipam.parse_cidr(args.cluster_ip_subnet, "--cluster-ip-subnet")
     subnet = ipam.parse_cidr(args.master_switch_subnet, "--master-switch-subnet")
     with _open_ovs(args) as ovs:
-        cfg = _resolve(args, ovs, ("mtu", "join_subnet"))
+        cfg = _resolve(args, ovs, ("mtu", "join_subnet", "service_cluster_ip_range"))
+        service_range = _service_range(cfg, cluster)
         join = ipam.parse_cidr(cfg.join_subnet, "--join-subnet")
         if join.first <= cluster.last and cluster.first <= join.last:
             raise ConfigError(f"--join-subnet {join} overlaps --cluster-ip-subnet {cluster}")
@@ -124,7 +139,8 @@ def master_init(args: argparse.Namespace) -> int:
                        timeout=cfg.timeout)
         finally:
             connection.disconnect(nb)
-        setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster, mtu=cfg.mtu)
+        setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster, mtu=cfg.mtu,
+                              service_range=service_range)
     print("Initialization complete.")
     return 0
 
@@ -139,7 +155,8 @@ def minion_init(args: argparse.Namespace) -> int:
     with _open_ovs(args) as ovs:
         cfg = _resolve(args, ovs, ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin",
                                    "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
-                                   "kubeconfig"))
+                                   "kubeconfig", "service_cluster_ip_range"))
+        service_range = _service_range(cfg, cluster)
         nb = common.connect_nb(cfg)
         try:
             def build(view: NbView) -> list[Row]:
@@ -153,7 +170,8 @@ def minion_init(args: argparse.Namespace) -> int:
             apply_rows(nb, scopes=(naming.owner_node(node),), build=build, timeout=cfg.timeout)
         finally:
             connection.disconnect(nb)
-        setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster, mtu=cfg.mtu)
+        setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster, mtu=cfg.mtu,
+                              service_range=service_range)
     install_cni(cfg)
     print("Initialization complete.")
     return 0
@@ -317,14 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     m = subcommand("master-init", "Create the cluster router, join switch, load balancer groups "
-                   "and the master's own node switch and management port.", ("mtu", "join_subnet"))
+                   "and the master's own node switch and management port.",
+                   ("mtu", "join_subnet", "service_cluster_ip_range"))
     m.add_argument("--master-switch-subnet", required=True, metavar="CIDR",
                    help="the master's node subnet, inside the cluster subnet, e.g. 10.244.0.0/24")
     m.set_defaults(func=master_init)
 
     n = subcommand("minion-init", "Create this node's switch, its router port and management "
                    "port, and install the CNI configuration.",
-                   ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin"))
+                   ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin", "service_cluster_ip_range"))
     n.add_argument("--minion-switch-subnet", required=True, metavar="CIDR",
                    help="this node's pod subnet, inside the cluster subnet, e.g. 10.244.1.0/24")
     n.set_defaults(func=minion_init)

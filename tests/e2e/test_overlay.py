@@ -218,3 +218,23 @@ def test_minion_init_installs_cni_only_once_the_plugin_exists(lab: Lab, tmp_path
                                     "ovsdb": node1.ovs_db,
                                     "log_file": "/var/log/openvswitch/ovn-k8s-cni-overlay.log"}]
     assert (conf / "10-ovn-k8s.conflist").stat().st_mode & 0o777 == 0o644
+
+
+def test_nodes_reach_services_through_the_management_port(lab: Lab) -> None:
+    node1, node2 = lab.add_node("node1"), lab.add_node("node2")
+    ok(master_init(node1, "10.244.1.0/24", "--service-cluster-ip-range=10.96.0.0/16"))
+    ok(minion_init(node2, "10.244.2.0/24", "--service-cluster-ip-range=10.96.0.0/16"))
+    assert "10.96.0.0/16 via 10.244.2.1 dev k8s-node2" in node2.exec(["ip", "route"]).stdout
+    pod = lab.add_pod(node1, "web", cidr="10.244.1.10/24", gateway="10.244.1.1",
+                      mac="0a:58:0a:f4:01:0a", switch="node1")
+    lab.start_http(pod.netns, 8080, "web")
+    uuid = lab.nbctl("create", "load_balancer", "name=test-vip", "protocol=tcp",
+                     'vips={"10.96.0.10:80"="10.244.1.10:8080"}')
+    lab.nbctl("add", "load_balancer_group", "k8s-cluster-lbs", "load_balancer", uuid)
+    lab.wait_port_up("web")
+    lab.wait_hv()
+    for node in (node1, node2):
+        assert lab.http_get(node.netns, "http://10.96.0.10/") == "hello-from-web", node.name
+    # a service range that overlaps the cluster subnet is refused
+    bad = minion_init(node2, "10.244.2.0/24", "--service-cluster-ip-range=10.240.0.0/12")
+    assert bad.returncode == 1 and "overlaps --cluster-ip-subnet" in bad.stderr

@@ -10,6 +10,7 @@ import pytest
 from ovn_k8s.cli.overlay import apply_rows
 from ovn_k8s.errors import ConfigError
 from ovn_k8s.lab.cluster import Lab
+from ovn_k8s.lab.proc import wait_for
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.model import Parent, Row
 from tests.helpers import identities, nb_dump, rows
@@ -49,6 +50,7 @@ def test_converges_and_never_touches_other_owners(lab: Lab, nb: Any) -> None:
     apply_rows(nb, scopes=["node:a"], build=lambda v: switch_rows("node:a", "a", ["p1", "p2"]), timeout=10)
     apply_rows(nb, scopes=["node:b"], build=lambda v: switch_rows("node:b", "b", ["q1"]), timeout=10)
     lab.nbctl("lsp-add", "a", "by-hand")       # someone else's port on our switch
+    wait_for(lambda: len(nb.tables["Logical_Switch_Port"].rows) == 4, 10, "the IDL to see by-hand")
     plan = apply_rows(nb, scopes=["node:a"], build=lambda v: switch_rows("node:a", "a", ["p2", "p3"]),
                       timeout=10)
     assert plan.summary() == "+1 ~0 -1"
@@ -64,6 +66,9 @@ def test_duplicates_are_removed_and_unowned_named_rows_adopted(lab: Lab, nb: Any
         lab.nbctl("create", "Logical_Switch", "name=a",
                   'external_ids={"ovn-k8s/id"="switch:a","ovn-k8s/owner"="node:a"}')
     lab.nbctl("ls-add", "other", "--", "lsp-add", "other", "p1")  # an unowned port named p1
+    # the IDL learns of rows written by others asynchronously: wait until it has them all
+    wait_for(lambda: len(nb.tables["Logical_Switch"].rows) == 3 and
+             len(nb.tables["Logical_Switch_Port"].rows) == 1, 10, "the IDL to see the new rows")
     apply_rows(nb, scopes=["node:a"], build=lambda v: switch_rows("node:a", "a", ["p1"]), timeout=10)
     assert identities(lab) == {(LS, "switch:a"), (LS, "other"), (LSP, "p1")}
     (p1,) = rows(lab, LSP, "external_ids", "addresses")
