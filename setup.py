@@ -16,6 +16,7 @@ setup(
         "bin/ovn-k8s-overlay",
         "bin/ovn-k8s-util",
         "bin/ovn-k8s-lab",
+        "bin/ovn-mesos-plugin",
         "bin/ovn-mesos-init",
         "bin/ovn-k8s-cni-overlay",
         "bin/ovn-k8s-gateway-helper",

@@ -1,0 +1,292 @@
+"""ovn-mesos-plugin's ADD, DEL and CHECK: the task's logical port, its namespace, its OVS port.
+
+NB access is the core's: `ApplyCommand` in one transaction, owner scope `container:<id>/<ifname>`.
+Netlink is `ovn_k8s.cni.netns`. The local OVS step uses `ovn_k8s.ovs.LocalOvs` (ovsdbapp).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import netaddr
+
+from ovn_k8s import config, ipam, naming
+from ovn_k8s.build import mesos as build
+from ovn_k8s.cli import common
+from ovn_k8s.cni import netns
+from ovn_k8s.cni.protocol import AddResult, CniError, ErrorCode
+from ovn_k8s.errors import ConfigError, ConnectionFailed, HostError, OvnK8sError
+from ovn_k8s.mesos import nbview
+from ovn_k8s.mesos.plugin import Code, MesosRequest
+from ovn_k8s.nb import connection
+from ovn_k8s.nb.apply import ApplyCommand, NbView
+from ovn_k8s.nb.model import Row
+from ovn_k8s.ovs import LocalOvs
+
+LOG = logging.getLogger("ovn_k8s.mesos.plugin")
+POLL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    tenant: str
+    network: str
+    ip: netaddr.IPAddress
+    mac: str
+    subnet: netaddr.IPNetwork
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.ip}/{self.subnet.prefixlen}"
+
+    @property
+    def gateway(self) -> str:
+        return str(build.NetworkAddresses(self.subnet).router_ip)
+
+
+# --- connections --------------------------------------------------------------------------------
+class _Session:
+    """The local OVS and the NB for one call, with settings resolved as the init commands do:
+    network configuration > OVN_K8S_* environment > config file > OVS external_ids > default."""
+
+    def __init__(self, request: MesosRequest) -> None:
+        self.request = request
+        settings = request.config.settings
+        pre = config.resolve(dict(settings), ("ovs_db",))
+        self.ovs_remote = pre.ovs_db
+        self._ovs: LocalOvs | None = None
+        self._nb: Any = None
+        self.timeout = request.config.timeout
+
+    def ovs(self) -> LocalOvs:
+        if self._ovs is None:
+            try:
+                self._ovs = LocalOvs(self.ovs_remote, timeout=self.timeout)
+            except OvnK8sError as e:
+                raise CniError(Code.OVS_ATTACH_FAILED, "cannot use the local OVS database", str(e)) from None
+        return self._ovs
+
+    def nb(self) -> Any:
+        if self._nb is None:
+            cfg = config.resolve(dict(self.request.config.settings), (*common.NB_OPTIONS, "timeout"),
+                                 ovs_external_ids=lambda: self.ovs().external_ids())
+            try:
+                self._nb = common.connect_nb(cfg)
+            except ConfigError as e:
+                raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "cannot use the OVN NB", str(e)) from None
+            except ConnectionFailed as e:
+                raise CniError(ErrorCode.TRY_AGAIN_LATER, "cannot reach the OVN NB", str(e)) from None
+        return self._nb
+
+    def apply(self, scopes: tuple[str, ...], build_rows: Any) -> Any:
+        cmd = ApplyCommand(self.nb(), scopes=scopes, build=build_rows)
+        try:
+            with connection.transaction(self.nb(), timeout=self.timeout) as txn:
+                txn.add(cmd)
+        except CniError:
+            raise
+        except OvnK8sError as e:
+            raise CniError(Code.NB_FAILED, "OVN NB transaction failed", str(e)) from None
+        except Exception as e:  # noqa: BLE001 - ovsdbapp/python-ovs errors: one message
+            raise CniError(Code.NB_FAILED, "OVN NB transaction failed", f"{type(e).__name__}: {e}") from None
+        return cmd.result
+
+    def close(self) -> None:
+        if self._nb is not None:
+            connection.disconnect(self._nb)
+        if self._ovs is not None:
+            self._ovs.close()
+
+
+def _names(request: MesosRequest) -> tuple[str, str, str]:
+    """(logical port / iface-id, owner scope, host-side veth name) of this attachment."""
+    return (naming.task_port(request.ifname, request.container_id),
+            naming.owner_container(request.container_id, request.ifname),
+            netns.host_ifname_for(request.container_id, request.ifname))
+
+
+# --- ADD -------------------------------------------------------------------------------------------
+def _allocate(session: _Session, request: MesosRequest) -> Allocation:
+    port, owner, _ = _names(request)
+    chosen: list[Allocation] = []
+
+    def build_rows(view: NbView) -> list[Row]:
+        assert request.network is not None
+        try:
+            net = nbview.find_network(view, request.network, request.tenant)
+        except LookupError as e:
+            raise CniError(Code.UNKNOWN_NETWORK, "unknown network", str(e)) from None
+        except ConfigError as e:
+            raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "ambiguous network", str(e)) from None
+        # Every task port of the network is linked into this column: two plugins allocating
+        # at once serialise on it (the loser's commit gets TRY_AGAIN and re-plans here).
+        view.verify(net.row, "ports")
+        addrs = build.NetworkAddresses(net.subnet)
+        try:
+            ip = build.allocate_task_ip(addrs, nbview.task_ips_in_use(net.row, excluding=port),
+                                        nbview.current_task_ip(view, port, net.row))
+        except ConfigError as e:
+            raise CniError(Code.NETWORK_FULL, "no free address", f"network {net.network} of tenant "
+                           f"{net.tenant}: {e}") from None
+        alloc = Allocation(net.tenant, net.network, ip, ipam.mac_from_ip(ip), net.subnet)
+        chosen[:] = [alloc]
+        row = build.task_port_row(build.TaskPortSpec(
+            tenant=net.tenant, network=net.network, container_id=request.container_id,
+            ifname=request.ifname, ip=ip, mac=alloc.mac))
+        try:
+            nbview.check_no_collisions(view, [row], (owner,))
+        except ConfigError as e:
+            raise CniError(Code.NB_FAILED, "logical port name taken", str(e)) from None
+        return [row]
+
+    session.apply((owner,), build_rows)
+    return chosen[0]
+
+
+def add(request: MesosRequest) -> AddResult:
+    cfg = request.config
+    deadline = time.monotonic() + cfg.timeout
+    port, owner, host_ifname = _names(request)
+    assert request.netns is not None
+    session = _Session(request)
+    try:
+        alloc = _allocate(session, request)
+        LOG.info("%s: %s on %s/%s", port, alloc.cidr, alloc.tenant, alloc.network)
+        try:
+            pod = netns.setup_pod_interface(
+                netns_path=request.netns, ifname=request.ifname, host_ifname=host_ifname,
+                mac=alloc.mac, ip_cidr=alloc.cidr, gateway=alloc.gateway, mtu=cfg.mtu,
+                disable_tx_offload=cfg.disable_tx_offload)
+            _attach(session.ovs(), cfg.bridge, host_ifname, {
+                "iface-id": port, "attached-mac": alloc.mac, "iface-status": "active",
+                "ip_address": alloc.cidr, naming.OWNER_KEY: owner})
+            if cfg.wait_for_ovn:
+                _wait_installed(session.ovs(), host_ifname, port, deadline)
+        except BaseException:
+            LOG.warning("%s: ADD failed, removing what it set up", port)
+            _undo(session, request)
+            raise
+        return pod.cni_result(cfg.dns)
+    finally:
+        session.close()
+
+
+def _attach(ovs: LocalOvs, bridge: str, name: str, external_ids: dict[str, str]) -> None:
+    try:
+        if ovs.bridge(bridge) is None:
+            raise CniError(Code.OVS_ATTACH_FAILED, f"OVS bridge {bridge} does not exist",
+                           f"in {ovs.remote}: is ovn-controller set up on this agent?")
+        ovs.ensure_port(bridge, name, external_ids=external_ids)
+        ovs.commit()
+    except HostError as e:
+        raise CniError(Code.OVS_ATTACH_FAILED, f"cannot attach {name} to {bridge}", str(e)) from None
+
+
+def _wait_installed(ovs: LocalOvs, name: str, port: str, deadline: float) -> None:
+    """Until ovn-controller marks the interface bound (external_ids:ovn-installed=true)."""
+    while True:
+        iface = ovs.interface(name)
+        if iface is not None and iface.external_ids.get("ovn-installed") == "true":
+            return
+        if time.monotonic() > deadline:
+            raise CniError(Code.OVN_BINDING_TIMEOUT, f"OVN did not bind {port} before the deadline",
+                           f"ovn-controller never set ovn-installed on {name}; is it running on "
+                           "this agent?")
+        time.sleep(POLL)
+
+
+def _undo(session: _Session, request: MesosRequest) -> None:
+    with contextlib.suppress(Exception):
+        _delete_all(session, request)
+
+
+# --- DEL -------------------------------------------------------------------------------------------
+def _delete_all(session: _Session, request: MesosRequest) -> None:
+    """OVS port, veth pair, logical port: each step runs even if an earlier one failed; the
+    first failure is raised at the end."""
+    port, owner, host_ifname = _names(request)
+    errors: list[CniError] = []
+    try:
+        ovs = session.ovs()
+        removed = ovs.remove_owned_ports(owner, set())
+        ovs.commit()
+        if removed:
+            LOG.info("%s: removed OVS port(s) %s", port, ", ".join(removed))
+    except CniError as e:
+        errors.append(e)
+    except OvnK8sError as e:
+        errors.append(CniError(Code.OVS_ATTACH_FAILED, "cannot remove the OVS port", str(e)))
+    try:
+        netns.teardown_pod_interface(netns_path=request.netns, ifname=request.ifname,
+                                     host_ifname=host_ifname)
+    except CniError as e:
+        errors.append(e)
+    try:
+        plan = session.apply((owner,), lambda view: [])
+        if plan:
+            LOG.info("%s: logical port deleted", port)
+    except CniError as e:
+        errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+def delete(request: MesosRequest) -> None:
+    session = _Session(request)
+    try:
+        _delete_all(session, request)
+    finally:
+        session.close()
+
+
+# --- CHECK -----------------------------------------------------------------------------------------
+def check(request: MesosRequest) -> None:
+    """The logical port, the OVS port and the task's interface are as ADD left them."""
+    port, owner, host_ifname = _names(request)
+    prev = request.prev_result
+    assert prev is not None
+    index = prev.interface_index(request.ifname, request.netns)
+    ips = prev.ips_for(index) if index is not None else ()
+    if not ips:
+        raise CniError(Code.CHECK_FAILED, f"prevResult has no address for {request.ifname}")
+    session = _Session(request)
+    problems: list[str] = []
+    try:
+        found: list[str] = []
+
+        def read(view: NbView) -> list[Row]:
+            for row in view.rows("Logical_Switch_Port", port):
+                if nbview.owner_of(row) == owner:
+                    found.extend(row.addresses)
+            return []
+
+        session.apply((), read)
+        want_ip = ips[0].address.split("/")[0]
+        if not found:
+            problems.append(f"logical port {port} does not exist")
+        elif not any(want_ip in a.split()[1:] for a in found):
+            problems.append(f"logical port {port} has {found}, not {want_ip}")
+        iface = session.ovs().interface(host_ifname)
+        if iface is None or session.ovs().port_bridge(host_ifname) != request.config.bridge:
+            problems.append(f"{host_ifname} is not a port of {request.config.bridge}")
+        elif iface.external_ids.get("iface-id") != port:
+            problems.append(f"{host_ifname} has iface-id {iface.external_ids.get('iface-id')!r}, not {port}")
+        elif iface.external_ids.get("ovn-installed") != "true":
+            problems.append(f"OVN has not bound {port}")
+        try:
+            netns.check_pod_interface(netns_path=request.netns or "", ifname=request.ifname,
+                                      host_ifname=host_ifname, mac=prev.interfaces[index].mac
+                                      if index is not None else None, ip_cidr=ips[0].address,
+                                      gateway=ips[0].gateway, mtu=request.config.mtu)
+        except CniError as e:
+            problems.append(e.details or e.msg)
+    finally:
+        session.close()
+    if problems:
+        raise CniError(Code.CHECK_FAILED, f"{request.ifname} of {request.container_id} is not as ADD "
+                       "left it", "; ".join(problems))
+

@@ -1,0 +1,421 @@
+"""`ovn-mesos-plugin`: the CNI plugin the Mesos agent calls for tasks on OVN tenant networks.
+
+The agent runs it with CNI_COMMAND, CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS (and CNI_PATH) and
+the network configuration on stdin, into which it puts the task's NetworkInfo:
+
+    {"cniVersion": "0.2.0", "name": "ovn", "type": "ovn-mesos-plugin", ...,
+     "args": {"org.apache.mesos": {"network_info": {"name": "ovn", "labels": {"labels": [
+         {"key": "logical_switch", "value": "<network>"}, {"key": "tenant", "value": "<t>"}]}}}}}
+
+`logical_switch` names the network (network-init's --network-name, or its switch name
+`<tenant>_<network>`); `tenant` is needed only when that name exists in several tenants.
+
+There is no watcher in Mesos: ADD creates the task's logical port itself, in ONE NB transaction
+that also picks its address. The transaction verifies the network switch's `ports` column, so
+two agents adding ports to one network at once cannot get the same address: one commit fails
+with TRY_AGAIN and is re-planned against the other's port. Then ADD wires the container's
+namespace (veth pair, MAC, address, default route via the tenant router), attaches the host
+side to br-int with `iface-id=<ifname>_<container>`, waits for ovn-controller to bind it
+(`ovn-installed`), and prints the result in the configuration's cniVersion: the 0.1.0/0.2.0
+shape ({"ip4": {...}}) Mesos parses, or the 0.3.x/0.4.0/1.0.0 shape. A failed ADD removes what
+it made. DEL removes the OVS port, the veth pair and the logical port; what is gone is fine.
+Every failure is the spec's error JSON on stdout and exit status 1, never a traceback.
+
+Network configuration keys (all optional):
+
+================== ========================== ====================================================
+key                default                    meaning
+================== ========================== ====================================================
+mtu                1400                       the task interface's MTU
+bridge             "br-int"                   the integration bridge
+ovs_db (ovsdb)     OVN_K8S_OVS_DB, config,    the agent's local OVSDB
+                   unix:/var/run/openvswitch/db.sock
+ovn_nb             OVN_K8S_OVN_NB, config     the NB; else external_ids:ovn-nb of the local OVS
+                   file, OVS external_ids     (read at every call, as the original did)
+nb_privkey,        as ovn-mesos-init          TLS files for ssl: NB addresses (the CA is
+nb_cert, nb_cacert                            bootstrapped from the server when missing)
+config             OVN_K8S_CONFIG             the ovn_k8s.conf file to read
+timeout            30 (s)                     one deadline for the whole ADD
+wait_for_ovn       true                       ADD waits for ovn-installed on the port
+disable_tx_offload true                       TX checksum offload off in the task (userspace OVS)
+log_file           null (stderr)              where to log (never stdout)
+log_level          "WARNING"                  DEBUG, INFO, WARNING or ERROR
+dns                {}                         copied into the result
+================== ========================== ====================================================
+
+`ipMasq` must be false (or the original's "false"), and `ipam` must be absent: the gateway
+router SNATs, and addresses come from the NB. The original's `bridge`/`isGateway` keys are
+accepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import IO, Any
+
+from ovn_k8s.cni.protocol import (
+    DNS,
+    REQUIRED_ENV,
+    AddResult,
+    CniError,
+    Command,
+    ErrorCode,
+    MalformedResult,
+    sniff_version,
+    validate_ifname,
+)
+
+LOG = logging.getLogger("ovn_k8s.mesos.plugin")
+
+PLUGIN = "ovn-mesos-plugin"
+# 0.1.0/0.2.0: the {"ip4": ...} results Mesos' CNI isolator parses; the rest: the spec's
+# "ips"/"interfaces" results (0.3.x and 0.4.0 with a per-IP "version", 1.0.0 without).
+SUPPORTED_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0")
+LEGACY_VERSIONS = ("0.1.0", "0.2.0")
+# The original's 10-ovn.conf had no cniVersion and its plugin printed 0.2.0 results.
+NO_VERSION_MEANS = "0.2.0"
+DEFAULT_VERSION = "1.0.0"
+MESOS_ARGS = "org.apache.mesos"
+NETWORK_LABEL = "logical_switch"
+TENANT_LABEL = "tenant"
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+CLEANUP_TIMEOUT = 15.0
+
+
+class Code:
+    """Plugin error codes (>= 100 are ours; 101-104 mean what they mean for ovn-k8s-cni-overlay)."""
+
+    OVS_ATTACH_FAILED = ErrorCode.OVS_ATTACH_FAILED          # 101
+    POD_INTERFACE_FAILED = ErrorCode.POD_INTERFACE_FAILED    # 102
+    CHECK_FAILED = ErrorCode.CHECK_FAILED                    # 103
+    OVN_BINDING_TIMEOUT = ErrorCode.OVN_BINDING_TIMEOUT      # 104
+    UNKNOWN_NETWORK = 110      # the task's logical_switch names no network in the NB
+    NETWORK_FULL = 111         # the network has no free address
+    NB_FAILED = 112            # the NB refused the transaction
+
+
+# ---------------------------------------------------------------------------------------------
+# Request
+
+
+@dataclass(frozen=True, slots=True)
+class MesosConfig:
+    mtu: int = 1400
+    bridge: str = "br-int"
+    timeout: float = 30.0
+    wait_for_ovn: bool = True
+    disable_tx_offload: bool = True
+    log_file: str | None = None
+    log_level: str = "WARNING"
+    dns: DNS = DNS()
+    # for ovn_k8s.config.resolve: network-configuration values act as command-line flags
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class MesosRequest:
+    command: Command
+    cni_version: str
+    container_id: str = ""
+    netns: str | None = None
+    ifname: str = ""
+    network_name: str = ""                 # the CNI network ("ovn")
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    config: MesosConfig = MesosConfig()
+    prev_result: AddResult | None = None
+
+    @property
+    def network(self) -> str | None:
+        return self.labels.get(NETWORK_LABEL) or None
+
+    @property
+    def tenant(self) -> str | None:
+        return self.labels.get(TENANT_LABEL) or None
+
+
+def _vtuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def version_json(cni_version: str | None = None) -> dict[str, Any]:
+    version = cni_version if cni_version in SUPPORTED_VERSIONS else DEFAULT_VERSION
+    return {"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)}
+
+
+def _config_version(conf: Mapping[str, Any]) -> str:
+    version = conf.get("cniVersion")
+    if version is None or version == "":
+        return NO_VERSION_MEANS
+    if not isinstance(version, str):
+        raise CniError(ErrorCode.DECODING_FAILURE, "cniVersion must be a string", repr(version))
+    if version not in SUPPORTED_VERSIONS:
+        raise CniError(ErrorCode.INCOMPATIBLE_VERSION, "incompatible CNI versions",
+                       f"config is {version!r}, plugin supports {list(SUPPORTED_VERSIONS)}")
+    return version
+
+
+def mesos_labels(conf: Mapping[str, Any]) -> dict[str, str]:
+    """The task's NetworkInfo labels: args["org.apache.mesos"]["network_info"]["labels"]["labels"]."""
+    node: Any = conf.get("args")
+    for key in (MESOS_ARGS, "network_info", "labels", "labels"):
+        if not isinstance(node, Mapping) or key not in node:
+            return {}
+        node = node[key]
+    if not isinstance(node, list):
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "network_info labels must be a list",
+                       f"args.{MESOS_ARGS}.network_info.labels.labels is {type(node).__name__}")
+    out: dict[str, str] = {}
+    for item in node:
+        if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
+            raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "bad network_info label",
+                           f"{json.dumps(item)}: expected {{\"key\": ..., \"value\": ...}}")
+        value = item.get("value", "")
+        out[item["key"]] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def _number(conf: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = conf.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{key} must be a number in ({low}, {high}]",
+                       repr(value))
+    return float(value)
+
+
+def _flag(conf: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = conf.get(key, default)
+    if not isinstance(value, bool):
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{key} must be true or false", repr(value))
+    return value
+
+
+def _opt_string(conf: Mapping[str, Any], key: str) -> str | None:
+    value = conf.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{key} must be a non-empty string", repr(value))
+    return value
+
+
+def parse_config(conf: Mapping[str, Any]) -> MesosConfig:
+    if conf.get("ipam") is not None:
+        raise CniError(ErrorCode.UNSUPPORTED_FIELD, f"unsupported field ipam={json.dumps(conf['ipam'])}",
+                       "addresses are allocated in the OVN NB by this plugin")
+    masq = conf.get("ipMasq", False)
+    if masq not in (False, "false", None):
+        raise CniError(ErrorCode.UNSUPPORTED_FIELD, f"unsupported field ipMasq={json.dumps(masq)}",
+                       "the tenant's OVN gateway router SNATs")
+    mtu = conf.get("mtu", 1400)
+    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "mtu must be an integer in [68, 65535]", repr(mtu))
+    bridge = _opt_string(conf, "bridge") or "br-int"
+    try:
+        validate_ifname(bridge, "bridge")
+    except CniError as err:
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, err.msg, err.details) from None
+    settings: dict[str, Any] = {}
+    for key, option in (("ovn_nb", "ovn_nb"), ("ovs_db", "ovs_db"), ("ovsdb", "ovs_db"),
+                        ("nb_privkey", "nb_privkey"), ("nb_cert", "nb_cert"),
+                        ("nb_cacert", "nb_cacert"), ("config", "config")):
+        value = _opt_string(conf, key)
+        if value is not None:
+            settings.setdefault(option, value)
+    for option in ("ovn_nb", "ovs_db"):
+        value = settings.get(option)
+        if value is not None and not value.startswith(("unix:", "tcp:", "ssl:")):
+            raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{option} must be unix:, tcp: or ssl:", value)
+    timeout = _number(conf, "timeout", 30.0, 0, 3600)
+    settings["timeout"] = timeout
+    log_level = (_opt_string(conf, "log_level") or "WARNING").upper()
+    if log_level not in _LOG_LEVELS:
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"log_level must be one of {_LOG_LEVELS}", log_level)
+    try:
+        dns = DNS.from_json(conf.get("dns"))
+    except ValueError as err:
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "bad dns", str(err)) from None
+    return MesosConfig(mtu=mtu, bridge=bridge, timeout=timeout,
+                       wait_for_ovn=_flag(conf, "wait_for_ovn", True),
+                       disable_tx_offload=_flag(conf, "disable_tx_offload", True),
+                       log_file=_opt_string(conf, "log_file"), log_level=log_level, dns=dns,
+                       settings=MappingProxyType(settings))
+
+
+def parse_request(env: Mapping[str, str], stdin_text: str) -> MesosRequest:
+    """Validate one invocation (the order of protocol.parse_request; CniError with spec codes)."""
+    raw = env.get("CNI_COMMAND", "")
+    if not raw:
+        raise CniError(ErrorCode.INVALID_ENVIRONMENT, "required env variables [CNI_COMMAND] missing")
+    try:
+        command = Command(raw)
+    except ValueError:
+        raise CniError(ErrorCode.INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {raw}") from None
+    if command is Command.VERSION:
+        return MesosRequest(command=command, cni_version=version_json(sniff_version(stdin_text))["cniVersion"])
+    missing = [name for name in REQUIRED_ENV[command] if not env.get(name)]
+    if missing:
+        raise CniError(ErrorCode.INVALID_ENVIRONMENT, f"required env variables [{','.join(missing)}] missing")
+    try:
+        conf = json.loads(stdin_text)
+    except ValueError as err:
+        raise CniError(ErrorCode.DECODING_FAILURE, "error decoding network config", str(err)) from None
+    if not isinstance(conf, dict):
+        raise CniError(ErrorCode.DECODING_FAILURE, "error decoding network config",
+                       f"expected a JSON object, got {type(conf).__name__}")
+    version = _config_version(conf)
+    if command is Command.CHECK and _vtuple(version) < (0, 4, 0):
+        raise CniError(ErrorCode.INCOMPATIBLE_VERSION, "config version does not allow CHECK", version)
+    container_id = env["CNI_CONTAINERID"]
+    if not _NAME_RE.match(container_id):
+        raise CniError(ErrorCode.INVALID_ENVIRONMENT, "CNI_CONTAINERID has invalid characters", repr(container_id))
+    ifname = env["CNI_IFNAME"]
+    validate_ifname(ifname)
+    name = conf.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "missing or invalid network name", repr(name))
+    if not isinstance(conf.get("type"), str) or not conf["type"]:
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "missing plugin type")
+    labels = mesos_labels(conf)
+    if command in (Command.ADD, Command.CHECK) and not labels.get(NETWORK_LABEL):
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "Failed to get logical_switch from mesos config",
+                       f'the task needs a network_infos label {{"key": "{NETWORK_LABEL}", '
+                       f'"value": "<network>"}} (args.{MESOS_ARGS}.network_info.labels.labels)')
+    prev = None
+    if command is Command.CHECK:
+        if conf.get("prevResult") is None:
+            raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "prevResult is required for CHECK")
+        try:
+            prev = AddResult.from_json(conf["prevResult"])
+        except (MalformedResult, ValueError) as err:
+            raise CniError(ErrorCode.DECODING_FAILURE, "error decoding prevResult", str(err)) from None
+    return MesosRequest(command=command, cni_version=version, container_id=container_id,
+                        netns=env.get("CNI_NETNS") or None, ifname=ifname, network_name=name,
+                        labels=MappingProxyType(labels), config=parse_config(conf), prev_result=prev)
+
+
+def render_result(result: AddResult, version: str) -> dict[str, Any]:
+    """The ADD result in `version`: 0.1.0/0.2.0 {"ip4": {"ip", "gateway", "routes"}, "dns"},
+    later versions as protocol.AddResult renders them."""
+    if version not in LEGACY_VERSIONS:
+        return result.to_json(version)
+    ip = result.ips[0]
+    out: dict[str, Any] = {"cniVersion": version, "ip4": {
+        "ip": ip.address, "gateway": ip.gateway,
+        "routes": [r.to_json() for r in result.routes]}}
+    dns = result.dns.to_json()
+    if dns:
+        out["dns"] = dns
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Main loop
+
+
+def run(handler: Any, env: Mapping[str, str], stdin: str | bytes | IO[str] | IO[bytes], stdout: IO[str]) -> int:
+    """One invocation: parse, dispatch, print the result or the error JSON; the exit code.
+
+    As protocol.run, with the Mesos request parser and result versions: a CniError is the
+    spec's error JSON (exit 1); anything else is logged and reported as code 999."""
+    version = DEFAULT_VERSION
+    payload: dict[str, Any] | None = None
+    try:
+        if isinstance(stdin, str | bytes):
+            data = stdin
+        else:
+            try:
+                data = stdin.read()
+            except OSError as err:
+                raise CniError(ErrorCode.IO_FAILURE, "error reading network config from stdin", str(err)) from None
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise CniError(ErrorCode.DECODING_FAILURE, "network config is not UTF-8", str(err)) from None
+        version = _error_version(data)
+        request = parse_request(env, data)
+        if request.command is Command.VERSION:
+            payload = version_json(request.cni_version)
+        else:
+            result = handler(request)
+            if request.command is Command.ADD:
+                payload = render_result(result, request.cni_version)
+        rc = 0
+    except CniError as err:
+        LOG.error("CNI %s failed: code %s: %s", env.get("CNI_COMMAND", "?"), err.code, err)
+        payload, rc = err.to_json(version), 1
+    except Exception as err:  # the runtime must always get JSON
+        LOG.exception("CNI %s failed unexpectedly", env.get("CNI_COMMAND", "?"))
+        payload, rc = CniError(ErrorCode.INTERNAL, str(err) or type(err).__name__,
+                               type(err).__name__).to_json(version), 1
+    if payload is not None:
+        try:
+            stdout.write(json.dumps(payload) + "\n")
+            stdout.flush()
+        except OSError:
+            LOG.exception("cannot write the CNI result to stdout")
+            return 1
+    return rc
+
+
+def _error_version(text: str) -> str:
+    version = sniff_version(text)
+    try:
+        conf = json.loads(text)
+    except ValueError:
+        return version
+    if isinstance(conf, dict) and not conf.get("cniVersion"):
+        return NO_VERSION_MEANS
+    return version if version in SUPPORTED_VERSIONS else DEFAULT_VERSION
+
+
+def setup_logging(cfg: MesosConfig) -> None:
+    handler: logging.Handler
+    try:
+        handler = logging.FileHandler(cfg.log_file) if cfg.log_file else logging.StreamHandler(sys.stderr)
+    except OSError as err:
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "cannot open log_file", str(err)) from None
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(process)d %(levelname)s {PLUGIN}: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    level = getattr(logging, cfg.log_level)
+    root.setLevel(level)
+    logging.getLogger("ovsdbapp").setLevel(level if level <= logging.INFO else logging.ERROR)
+
+
+def handle(request: MesosRequest) -> AddResult | None:
+    setup_logging(request.config)
+    LOG.info("CNI %s container=%s ifname=%s netns=%s labels=%s", request.command, request.container_id,
+             request.ifname, request.netns, dict(request.labels))
+    from ovn_k8s.mesos import attach  # ovsdbapp and pyroute2: not for VERSION or bad input
+
+    if request.command is Command.ADD:
+        return attach.add(request)
+    if request.command is Command.DEL:
+        attach.delete(request)
+        return None
+    attach.check(request)
+    return None
+
+
+def main(env: Mapping[str, str] | None = None, stdin: IO[bytes] | None = None,
+         stdout: IO[str] | None = None) -> int:
+    # Before anything can log: nothing but the result may reach stdout.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    with contextlib.suppress(AttributeError):
+        sys.stdout.reconfigure(line_buffering=False)   # type: ignore[union-attr]
+    return run(handle, os.environ if env is None else env,
+               stdin if stdin is not None else sys.stdin.buffer,
+               stdout if stdout is not None else sys.stdout)
+
+
+__all__ = ["Code", "MesosConfig", "MesosRequest", "main", "parse_request", "render_result", "run"]
