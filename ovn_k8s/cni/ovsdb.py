@@ -239,10 +239,11 @@ class LocalOvsdb:
 
         Idempotent: a correct port is left alone, other keys (ovn-controller's `ovn-installed`)
         are kept; a port of that name on another bridge is moved. Ports we made earlier for the
-        same `iface-id` under another name (an older sandbox of the same pod) are removed in the
+        same `iface-id` for another sandbox (an older sandbox of the same pod) are removed in the
         same transaction: two interfaces claiming one logical port confuse ovn-controller.
         """
         iface_id = external_ids.get(IFACE_ID_KEY)
+        sandbox = external_ids.get(SANDBOX_KEY)
 
         def build(txn: Any) -> bool:
             br = self._bridge(bridge)
@@ -256,13 +257,14 @@ class LocalOvsdb:
                 ids = [dict(i.external_ids) for i in port.interfaces]
                 if not any(i.get(IFACE_ID_KEY) == iface_id for i in ids):
                     continue
-                if any(SANDBOX_KEY in i for i in ids):
+                if any(SANDBOX_KEY in i and i[SANDBOX_KEY] != sandbox for i in ids):
                     LOG.warning("%s: removing port %s of an older sandbox (%s) for %s", name, port.name,
                                 ",".join(i.get(SANDBOX_KEY, "?") for i in ids), iface_id)
                     holder.delvalue("ports", port)
                     changed = True
                 else:
-                    LOG.warning("%s: port %s (not ours) also claims iface-id %s", name, port.name, iface_id)
+                    LOG.warning("%s: port %s (not of another sandbox of ours) also claims iface-id %s", name,
+                                port.name, iface_id)
             found = self._port(name)
             if found is None:
                 iface = txn.insert(self.idl.tables["Interface"])

@@ -41,6 +41,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Mapping
 from typing import IO, Any, NoReturn
 
@@ -144,8 +145,9 @@ def cmd_del(req: CniRequest) -> None:
     """Remove the OVS port and the veth pair; success if they are already gone. An unreachable
     OVSDB is an error (the runtime retries DEL), but the veth pair is removed first anyway."""
     cfg = req.config
+    start = time.monotonic()
     host_ifname = netns.host_ifname_for(req.container_id, req.ifname)
-    deadline = time.monotonic() + min(cfg.annotation_timeout, DEL_TIMEOUT)
+    deadline = start + min(cfg.annotation_timeout, DEL_TIMEOUT)
     ovs_error: CniError | None = None
     removed: list[str] = []
     try:
@@ -153,12 +155,15 @@ def cmd_del(req: CniRequest) -> None:
             removed = db.detach(host_ifname, sandbox=req.container_id, ifname=req.ifname, deadline=deadline)
     except CniError as err:
         ovs_error = err
+    ovs_done = time.monotonic()
     veth = netns.teardown_pod_interface(netns_path=req.netns, ifname=req.ifname, host_ifname=host_ifname)
     if ovs_error is not None:
         raise ovs_error
-    LOG.info("DEL %s: %s", host_ifname,
-             "removed " + ", ".join([*removed, *(["veth pair"] if veth else [])]) if removed or veth
-             else "nothing left to remove")
+    end = time.monotonic()
+    what = [*removed, *(["veth pair"] if veth else [])]
+    LOG.info("DEL %s done: %s in %.0f ms (ovs %.0f, netns %.0f)", host_ifname,
+             f"removed {', '.join(what)}" if what else "nothing left to remove", (end - start) * 1000,
+             (ovs_done - start) * 1000, (end - ovs_done) * 1000)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,6 +321,8 @@ def exit_main() -> NoReturn:
     code = 1
     try:
         code = main()
+    except BaseException:  # main() answers every CNI error itself; this is a bug or a signal
+        traceback.print_exc()
     finally:
         try:
             atexit._run_exitfuncs()  # what a normal exit runs first

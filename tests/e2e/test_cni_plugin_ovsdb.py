@@ -113,6 +113,10 @@ def test_attach_replaces_the_port_of_an_older_sandbox_but_not_foreign_ports(db: 
         db.vsctl("set", "interface", "manual", "external_ids:iface-id=ns_pod")
         ovs.attach("br-int", "ovnnew000000000", {**IDS, "ovn-k8s/sandbox": "sandbox2"}, deadline=deadline())
         assert db.ports("br-int") == ["manual", "ovnnew000000000"]
+        # another interface of the same sandbox is not an older sandbox: it stays
+        ovs.attach("br-int", "ovnnet100000000", {**IDS, "ovn-k8s/sandbox": "sandbox2", "ovn-k8s/ifname": "net1"},
+                   deadline=deadline())
+        assert db.ports("br-int") == ["manual", "ovnnet100000000", "ovnnew000000000"]
 
 
 def test_attach_to_a_missing_bridge_is_code_101(db: Db) -> None:
