@@ -393,6 +393,11 @@ def test_every_error_is_spec_json_with_exit_1_and_leaves_nothing_behind(cni: Cni
         if what == "annotation never appears":
             assert 1.5 <= call.seconds < 10, call.seconds
     assert not os.path.exists("/run/netns/no-such-sandbox")
+    # with wait_for_ovn off, the same unbound pod is plumbed and attached, and ADD returns
+    result = cni.add(unbound, conf={**conf, "wait_for_ovn": False})
+    assert result == expected_result(unbound, result)
+    host = result["interfaces"][0]["name"]
+    assert br_int_ports(node1) == [host] and "ovn-installed" not in ovs_pod_ports(node1)[host]
 
 
 def test_del_cleans_up_after_an_add_that_was_killed(cni: Cni) -> None:
