@@ -17,7 +17,9 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -259,6 +261,10 @@ def gateway_init(args: argparse.Namespace) -> int:
             port_name = args.bridge_interface
             ovs.require_bridge(port_name)
             mac = ovs.mac_in_use(port_name)
+            nic = _bridge_nic(ovs, port_name)
+            zone = config.resolve(args, ("conntrack_zone",)).conntrack_zone
+            if not 0 <= zone <= 0xFFFF:
+                raise ConfigError(f"--conntrack-zone {zone} is not in 0-65535")
         owner = naming.owner_tenant_gateway(tenant, system_id)
         ext_owner = naming.owner_tenant_external(system_id, port_name)
         live_externals: set[str] = set()
@@ -302,10 +308,14 @@ def gateway_init(args: argparse.Namespace) -> int:
 
         _run_nb(args, scopes=(owner, ext_owner), build=build_rows, ovs=ovs_handle)
         _gateway_host(ovs, args, port_name=port_name, system_id=system_id, owner=ext_owner)
-        _drop_stale_ports(ovs, system_id, live_externals)
+        stale = _drop_stale_ports(ovs, system_id, live_externals)
         ovs.commit()
+        _forget_bridges(ovs, stale, timeout=ovs_handle.timeout)
         if args.physical_interface:
             host.flush_addresses(port_name)
+        else:
+            _shared_bridge_flows(ovs, port_name, nic=nic, host_ip=str(physical_ip.ip), zone=zone,
+                                 timeout=ovs_handle.timeout)
     finally:
         ovs_handle.close()
     print("Initialization complete.")
@@ -351,8 +361,8 @@ def _gateway_host(ovs: LocalOvs, args: argparse.Namespace, *, port_name: str, sy
 
 def _drop_stale_ports(ovs: LocalOvs, system_id: str, live: set[str]) -> list[str]:
     """Take out of OVS the NICs and patch ports of this chassis' external switches that no
-    longer exist in the NB (a gateway moved to another NIC, or its tenant was deleted)."""
-    removed: list[str] = []
+    longer exist in the NB (a gateway moved to another NIC, or its tenant was deleted).
+    Returns the NICs / bridges those switches were for."""
     prefix = naming.owner_tenant_external(system_id, "")
     owners = set()
     for br in ovs.api.tables["Bridge"].rows.values():
@@ -362,10 +372,92 @@ def _drop_stale_ports(ovs: LocalOvs, system_id: str, live: set[str]) -> list[str
                 if o.startswith(prefix) and o not in live:
                     owners.add(o)
     for o in sorted(owners):
-        removed += ovs.remove_owned_ports(o, set())
-    for name in removed:
-        LOG.info("removing %s: its external switch is gone", name)
-    return removed
+        for name in ovs.remove_owned_ports(o, set()):
+            LOG.info("removing %s: its external switch is gone", name)
+    return [o[len(prefix):] for o in sorted(owners)]
+
+
+# --- a NIC shared with the host (--bridge-interface) -----------------------------------------------
+# The gateway router shares the bridge's MAC and IP with the host. The gateway helper's flow
+# table (gateway_helper/flows.py, with no services: egress only, as the original's five static
+# flows) decides which packets are OVN's: what the router sends is committed to conntrack, and
+# only replies to it go back to OVN; everything else stays the host's. Our own cookie keeps
+# these flows apart from anyone else's on the bridge.
+FLOW_COOKIE = 0x6D65736F73   # "mesos"
+
+
+def _bridge_nic(ovs: LocalOvs, bridge: str) -> str:
+    """The one NIC in the shared bridge (what ovn-k8s-util nics-to-bridge put there)."""
+    row = ovs.require_bridge(bridge)
+    nics = sorted(str(i.name) for p in row.ports for i in p.interfaces if i.type in ("", "system"))
+    if len(nics) != 1:
+        raise HostError(f"OVS bridge {bridge} must hold exactly one NIC (it has: "
+                        f"{', '.join(nics) or 'none'}); see ovn-k8s-util nics-to-bridge")
+    return nics[0]
+
+
+def _ofport(ovs: LocalOvs, name: str, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = ovs.interface(name)
+        ofport = list(row.ofport) if row is not None else []
+        if ofport and ofport[0] > 0:
+            return int(ofport[0])
+        if time.monotonic() > deadline:
+            raise HostError(f"OVS gave {name} no OpenFlow port (ofport {ofport or 'unset'})")
+        time.sleep(0.05)
+
+
+def _ofctl_target(ovs: LocalOvs, bridge: str) -> str:
+    """ovs-ofctl's target for the bridge: ovs-vswitchd keeps <bridge>.mgmt in its run directory,
+    next to the database socket we were given; otherwise ovs-ofctl's own default applies."""
+    if ovs.remote.startswith("unix:"):
+        mgmt = os.path.join(os.path.dirname(ovs.remote[5:]), f"{bridge}.mgmt")
+        if os.path.exists(mgmt):
+            return f"unix:{mgmt}"
+    return bridge
+
+
+def _flow_lines(target: str, timeout: float) -> list[str] | None:
+    """Our flows on the bridge, as ovs-ofctl prints them (None: could not read them)."""
+    try:
+        proc = subprocess.run(["ovs-ofctl", "--no-names", "--no-stats", "dump-flows", target,
+                               f"cookie={FLOW_COOKIE:#x}/-1"], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return sorted(line.strip().replace(", ", ",") for line in proc.stdout.splitlines()
+                  if line.strip().startswith("cookie="))
+
+
+def _shared_bridge_flows(ovs: LocalOvs, bridge: str, *, nic: str, host_ip: str, zone: int,
+                         timeout: float) -> None:
+    from gateway_helper.apply import FlowApplier
+    from gateway_helper.flows import BridgePorts, flow_table
+
+    ports = BridgePorts(nic=_ofport(ovs, nic, timeout),
+                        patch=_ofport(ovs, naming.mesos_patch_bridge_to_int(bridge), timeout))
+    flows = [f.spec(FLOW_COOKIE) for f in flow_table([], host_ip=host_ip, ports=ports, zone=zone)]
+    wanted = sorted(f.replace(",table=0,", ",") for f in flows)
+    target = _ofctl_target(ovs, bridge)
+    if _flow_lines(target, timeout) == wanted:
+        return                                  # re-runs leave the flows alone
+    FlowApplier(target, cookie=FLOW_COOKIE, timeout=timeout).replace(flows)
+    LOG.info("%s: %d flows for the shared NIC %s", bridge, len(flows), nic)
+
+
+def _forget_bridges(ovs: LocalOvs, ports: Iterable[str], *, timeout: float) -> None:
+    """Remove our flows from shared bridges no gateway uses any more."""
+    from gateway_helper.apply import FlowApplier
+
+    for port in ports:
+        if ovs.bridge(port) is None:
+            continue
+        target = _ofctl_target(ovs, port)
+        if _flow_lines(target, timeout) != []:
+            FlowApplier(target, cookie=FLOW_COOKIE, timeout=timeout).replace([])
 
 
 def _release_local_ports(args: argparse.Namespace, scopes: Iterable[str]) -> None:
@@ -378,13 +470,17 @@ def _release_local_ports(args: argparse.Namespace, scopes: Iterable[str]) -> Non
     try:
         try:
             ovs = ovs_handle.get()
-        except ConnectionFailed as e:
+            system_id = ovs.system_id()
+        except (ConnectionFailed, ConfigError) as e:
             LOG.info("no local OVS to clean up: %s", e)
             return
-        for scope in externals:
+        prefix = naming.owner_tenant_external(system_id, "")
+        mine = [s for s in externals if s.startswith(prefix)]
+        for scope in mine:
             for name in ovs.remove_owned_ports(scope, set()):
                 LOG.info("removing %s: its external switch is gone", name)
         ovs.commit()
+        _forget_bridges(ovs, [s[len(prefix):] for s in mine], timeout=ovs_handle.timeout)
     finally:
         ovs_handle.close()
 
@@ -411,8 +507,9 @@ def gateway_del(args: argparse.Namespace) -> int:
             return [], unused
 
         cmd = _run_nb(args, scopes=(owner,), build=build_rows, ovs=ovs_handle)
-        _drop_stale_ports(ovs, system_id, live_externals)
+        stale = _drop_stale_ports(ovs, system_id, live_externals)
         ovs.commit()
+        _forget_bridges(ovs, stale, timeout=ovs_handle.timeout)
     finally:
         ovs_handle.close()
     gr = naming.tenant_gateway_router(tenant, system_id)
@@ -550,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=network_del)
 
     p = subcommand("gateway-init", "Make this chassis a gateway of the tenant: gateway router "
-                   "GR_<tenant>_<system-id>, SNAT of the cluster subnet, routes.")
+                   "GR_<tenant>_<system-id>, SNAT of the cluster subnet, routes.", ("conntrack_zone",))
     p.add_argument("--cluster-ip-subnet", required=True, metavar="CIDR",
                    help="a subnet holding all of the tenant's networks: SNATed to --physical-ip")
     mode = p.add_mutually_exclusive_group(required=True)
@@ -559,7 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "several tenants may share it with their own --physical-ip")
     mode.add_argument("--bridge-interface", metavar="BRIDGE",
                       help="an OVS bridge holding a NIC shared with the host (see ovn-k8s-util "
-                           "nics-to-bridge); the router shares its MAC and IP")
+                           "nics-to-bridge); the router shares its MAC and IP, and flows on the "
+                           "bridge send only replies to the router's own traffic to OVN")
     p.add_argument("--physical-ip", required=True, metavar="IP/LEN",
                    help="the gateway router's external address with its prefix length")
     p.add_argument("--default-gw", metavar="IP", help="next hop of the gateway's default route")

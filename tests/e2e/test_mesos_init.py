@@ -145,13 +145,24 @@ def test_second_gateway_shared_nic_and_deletes(lab: Lab) -> None:
         "Tenant coke does not exist: nothing to delete."
 
 
+def our_flows(node, stats: bool = False) -> list[str]:  # type: ignore[no-untyped-def]
+    opts = [] if stats else ["--no-stats"]
+    out = node.ofctl("--no-names", *opts, "dump-flows", "breth1", "cookie=0x6d65736f73/-1")
+    return [line.strip() for line in out.splitlines() if "cookie=" in line]
+
+
 def test_shared_bridge_mode(lab: Lab) -> None:
+    """The gateway router shares the host's NIC, MAC and IP: flows on the bridge (the gateway
+    helper's table, without services) give OVN only the replies to its own traffic."""
     node1 = lab.add_node("node1")
+    use_nb(lab, node1)
     lab.add_outside(f"{OUTSIDE}/24")
     lab.connect_outside(node1)
     node1.exec(["ip", "addr", "add", "192.0.2.50/24", "dev", "eth1"])
     init_tenant(node1, "coke", "web")
     ok(cli(node1, "ovn-k8s-util", "nics-to-bridge", "eth1"))
+    # userspace datapath: the kernel also sees eth1's frames; see tests/e2e/test_gateway_helper.py
+    node1.exec(["sysctl", "-qw", "net.ipv4.conf.eth1.rp_filter=1"])
     ok(init_gateway(node1, "coke", "192.0.2.50/24", "--bridge-interface=breth1", f"--default-gw={OUTSIDE}"))
     mac = node1.exec(["cat", "/sys/class/net/breth1/address"]).stdout.strip()
     (rtoe,) = rows(lab, LRP, "mac", where=["name=rtoe-GR_coke_node1"])
@@ -159,15 +170,36 @@ def test_shared_bridge_mode(lab: Lab) -> None:
     assert node1.vsctl("get", "interface", "mesos-patch-br-int-breth1", "external_ids:iface-id") == "breth1_node1"
     assert node1.vsctl("get", "interface", "mesos-patch-breth1-br-int", "options:peer") == "mesos-patch-br-int-breth1"
     assert "192.0.2.50/24" in node1.exec(["ip", "-4", "-o", "addr", "show", "breth1"]).stdout   # host keeps it
+    flows = our_flows(node1)
+    assert any("ip,in_port=2 actions=ct(commit,zone=64000),output:1" in f for f in flows), flows
+    assert any("ct_state=+est+trk,ip,in_port=1 actions=output:2" in f for f in flows), flows
+
+    ns, _ = add_task(lab, node1, "task", "web")
+    lab.wait_hv()
+    log = lab.start_http(lab.ns("out"), 8080, "outside")
+    lab.start_http(node1.netns, 22, "host-ssh", text="host-ssh")
+    for _ in range(3):
+        assert lab.http_get(ns, f"http://{OUTSIDE}:8080/") == "hello-from-outside"
+        assert lab.http_get(lab.ns("out"), "http://192.0.2.50:22/") == "host-ssh"
+    assert set(client_addresses(log)) == {"192.0.2.50"}
+
     before, ovs_before = settled_dump(lab), node1.vsctl("show")
+    durations = [float(f.split("duration=")[1].split("s,")[0]) for f in our_flows(node1, stats=True)]
     ok(init_gateway(node1, "coke", "192.0.2.50/24", "--bridge-interface=breth1", f"--default-gw={OUTSIDE}"))
     assert nb_dump(lab) == before
     assert node1.vsctl("show") == ovs_before
+    assert our_flows(node1) == flows
+    after = [float(f.split("duration=")[1].split("s,")[0]) for f in our_flows(node1, stats=True)]
+    assert min(after) >= min(durations)          # not replaced
     # another tenant cannot take the host's address (and MAC) on the same bridge
     init_tenant(node1, "pepsi", "web")
     proc = init_gateway(node1, "pepsi", "192.0.2.50/24", "--bridge-interface=breth1")
     assert proc.returncode == 1 and "--physical-ip 192.0.2.50 is already used by rtoe-GR_coke_node1" in proc.stderr
+    proc, _ = plugin(node1, "DEL", "task", ns, network_conf(node1, {"logical_switch": "coke_web"}))
+    assert proc.returncode == 0
     ok(mesos(node1, "gateway-del", "--tenant-name=coke"))
     ports = node1.vsctl("list-ports", "br-int").split() + node1.vsctl("list-ports", "breth1").split()
     assert not [p for p in ports if p.startswith("mesos-patch")], ports
     assert not rows(lab, LS, "name", where=["name=ext_breth1_node1"])
+    assert our_flows(node1) == []
+    assert lab.http_get(lab.ns("out"), "http://192.0.2.50:22/") == "host-ssh"
