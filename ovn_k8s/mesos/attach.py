@@ -1,7 +1,8 @@
 """ovn-mesos-plugin's ADD, DEL and CHECK: the task's logical port, its namespace, its OVS port.
 
 NB access is the core's: `ApplyCommand` in one transaction, owner scope `container:<id>/<ifname>`.
-Netlink is `ovn_k8s.cni.netns`. The local OVS step uses `ovn_k8s.ovs.LocalOvs` (ovsdbapp).
+Netlink is `ovn_k8s.cni.netns`; the local OVS (the port on br-int, waiting for ovn-installed)
+is `ovn_k8s.cni.ovsdb`, the Kubernetes plugin's light python-ovs IDL client.
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ import netaddr
 from ovn_k8s import config, ipam, naming
 from ovn_k8s.build import mesos as build
 from ovn_k8s.cli import common
-from ovn_k8s.cni import netns
+from ovn_k8s.cni import netns, ovsdb
 from ovn_k8s.cni.protocol import AddResult, CniError, ErrorCode
-from ovn_k8s.errors import ConfigError, ConnectionFailed, HostError, OvnK8sError
+from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
 from ovn_k8s.mesos import nbview
 from ovn_k8s.mesos.plugin import Code, MesosRequest
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.apply import ApplyCommand, NbView
 from ovn_k8s.nb.model import Row
-from ovn_k8s.ovs import LocalOvs
 
 LOG = logging.getLogger("ovn_k8s.mesos.plugin")
-POLL = 0.05
+CLEANUP_TIMEOUT = 15.0   # seconds for undoing a failed ADD
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,21 +53,26 @@ class _Session:
     """The local OVS and the NB for one call, with settings resolved as the init commands do:
     network configuration > OVN_K8S_* environment > config file > OVS external_ids > default."""
 
-    def __init__(self, request: MesosRequest) -> None:
+    def __init__(self, request: MesosRequest, deadline: float) -> None:
         self.request = request
+        self.deadline = deadline
         settings = request.config.settings
         pre = config.resolve(dict(settings), ("ovs_db",))
         self.ovs_remote = pre.ovs_db
-        self._ovs: LocalOvs | None = None
+        self._ovs: ovsdb.LocalOvsdb | None = None
+        self._ovs_error: CniError | None = None
         self._nb: Any = None
         self.timeout = request.config.timeout
 
-    def ovs(self) -> LocalOvs:
+    def ovs(self) -> ovsdb.LocalOvsdb:
+        if self._ovs_error is not None:
+            raise self._ovs_error        # tried until the deadline once: do not wait again
         if self._ovs is None:
             try:
-                self._ovs = LocalOvs(self.ovs_remote, timeout=self.timeout)
-            except OvnK8sError as e:
-                raise CniError(Code.OVS_ATTACH_FAILED, "cannot use the local OVS database", str(e)) from None
+                self._ovs = ovsdb.LocalOvsdb(self.ovs_remote, deadline=self.deadline)
+            except CniError as e:
+                self._ovs_error = e
+                raise
         return self._ovs
 
     def nb(self) -> Any:
@@ -152,7 +157,7 @@ def add(request: MesosRequest) -> AddResult:
     deadline = time.monotonic() + cfg.timeout
     port, owner, host_ifname = _names(request)
     assert request.netns is not None
-    session = _Session(request)
+    session = _Session(request, deadline)
     try:
         alloc = _allocate(session, request)
         LOG.info("%s: %s on %s/%s", port, alloc.cidr, alloc.tenant, alloc.network)
@@ -161,11 +166,12 @@ def add(request: MesosRequest) -> AddResult:
                 netns_path=request.netns, ifname=request.ifname, host_ifname=host_ifname,
                 mac=alloc.mac, ip_cidr=alloc.cidr, gateway=alloc.gateway, mtu=cfg.mtu,
                 disable_tx_offload=cfg.disable_tx_offload)
-            _attach(session.ovs(), cfg.bridge, host_ifname, {
-                "iface-id": port, "attached-mac": alloc.mac, "iface-status": "active",
-                "ip_address": alloc.cidr, naming.OWNER_KEY: owner})
+            ids = ovsdb.attach_ids(iface_id=port, mac=alloc.mac, sandbox=request.container_id,
+                                   ifname=request.ifname, ip_cidr=alloc.cidr)
+            session.ovs().attach(cfg.bridge, host_ifname, {**ids, naming.OWNER_KEY: owner},
+                                 deadline=deadline)
             if cfg.wait_for_ovn:
-                _wait_installed(session.ovs(), host_ifname, port, deadline)
+                session.ovs().wait_installed(host_ifname, port, deadline=deadline)
         except BaseException:
             LOG.warning("%s: ADD failed, removing what it set up", port)
             _undo(session, request)
@@ -175,31 +181,8 @@ def add(request: MesosRequest) -> AddResult:
         session.close()
 
 
-def _attach(ovs: LocalOvs, bridge: str, name: str, external_ids: dict[str, str]) -> None:
-    try:
-        if ovs.bridge(bridge) is None:
-            raise CniError(Code.OVS_ATTACH_FAILED, f"OVS bridge {bridge} does not exist",
-                           f"in {ovs.remote}: is ovn-controller set up on this agent?")
-        ovs.ensure_port(bridge, name, external_ids=external_ids)
-        ovs.commit()
-    except HostError as e:
-        raise CniError(Code.OVS_ATTACH_FAILED, f"cannot attach {name} to {bridge}", str(e)) from None
-
-
-def _wait_installed(ovs: LocalOvs, name: str, port: str, deadline: float) -> None:
-    """Until ovn-controller marks the interface bound (external_ids:ovn-installed=true)."""
-    while True:
-        iface = ovs.interface(name)
-        if iface is not None and iface.external_ids.get("ovn-installed") == "true":
-            return
-        if time.monotonic() > deadline:
-            raise CniError(Code.OVN_BINDING_TIMEOUT, f"OVN did not bind {port} before the deadline",
-                           f"ovn-controller never set ovn-installed on {name}; is it running on "
-                           "this agent?")
-        time.sleep(POLL)
-
-
 def _undo(session: _Session, request: MesosRequest) -> None:
+    session.deadline = max(session.deadline, time.monotonic() + CLEANUP_TIMEOUT)
     with contextlib.suppress(Exception):
         _delete_all(session, request)
 
@@ -211,15 +194,10 @@ def _delete_all(session: _Session, request: MesosRequest) -> None:
     port, owner, host_ifname = _names(request)
     errors: list[CniError] = []
     try:
-        ovs = session.ovs()
-        removed = ovs.remove_owned_ports(owner, set())
-        ovs.commit()
-        if removed:
-            LOG.info("%s: removed OVS port(s) %s", port, ", ".join(removed))
+        session.ovs().detach(host_ifname, sandbox=request.container_id, ifname=request.ifname,
+                             deadline=session.deadline)
     except CniError as e:
         errors.append(e)
-    except OvnK8sError as e:
-        errors.append(CniError(Code.OVS_ATTACH_FAILED, "cannot remove the OVS port", str(e)))
     try:
         netns.teardown_pod_interface(netns_path=request.netns, ifname=request.ifname,
                                      host_ifname=host_ifname)
@@ -236,7 +214,7 @@ def _delete_all(session: _Session, request: MesosRequest) -> None:
 
 
 def delete(request: MesosRequest) -> None:
-    session = _Session(request)
+    session = _Session(request, time.monotonic() + request.config.timeout)
     try:
         _delete_all(session, request)
     finally:
@@ -253,7 +231,7 @@ def check(request: MesosRequest) -> None:
     ips = prev.ips_for(index) if index is not None else ()
     if not ips:
         raise CniError(Code.CHECK_FAILED, f"prevResult has no address for {request.ifname}")
-    session = _Session(request)
+    session = _Session(request, time.monotonic() + request.config.timeout)
     problems: list[str] = []
     try:
         found: list[str] = []
@@ -270,12 +248,13 @@ def check(request: MesosRequest) -> None:
             problems.append(f"logical port {port} does not exist")
         elif not any(want_ip in a.split()[1:] for a in found):
             problems.append(f"logical port {port} has {found}, not {want_ip}")
-        iface = session.ovs().interface(host_ifname)
-        if iface is None or session.ovs().port_bridge(host_ifname) != request.config.bridge:
+        state = session.ovs().port_state(host_ifname)
+        if state is None or state.bridge != request.config.bridge:
             problems.append(f"{host_ifname} is not a port of {request.config.bridge}")
-        elif iface.external_ids.get("iface-id") != port:
-            problems.append(f"{host_ifname} has iface-id {iface.external_ids.get('iface-id')!r}, not {port}")
-        elif iface.external_ids.get("ovn-installed") != "true":
+        elif state.external_ids.get(ovsdb.IFACE_ID_KEY) != port:
+            problems.append(f"{host_ifname} has iface-id {state.external_ids.get(ovsdb.IFACE_ID_KEY)!r}, "
+                            f"not {port}")
+        elif not state.installed:
             problems.append(f"OVN has not bound {port}")
         try:
             netns.check_pod_interface(netns_path=request.netns or "", ifname=request.ifname,

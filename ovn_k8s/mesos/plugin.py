@@ -88,7 +88,6 @@ NETWORK_LABEL = "logical_switch"
 TENANT_LABEL = "tenant"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-CLEANUP_TIMEOUT = 15.0
 
 
 class Code:

@@ -198,7 +198,7 @@ def test_every_error_path_is_cni_error_json_and_leaves_nothing(lab: Lab) -> None
                 bridge="br-phy", timeout=2)
     out = fails(11, "cannot reach the OVN NB", {"logical_switch": "coke_web"}, ovn_nb="unix:/nonexistent.sock")
     assert "cannot reach the OVN NB database at unix:/nonexistent.sock" in out["details"]
-    fails(101, "cannot use the local OVS database", {"logical_switch": "coke_web"}, ovs_db="unix:/nonexistent.sock",
+    fails(101, "cannot connect to the local OVSDB", {"logical_switch": "coke_web"}, ovs_db="unix:/nonexistent.sock",
           timeout=3)
     # the same network by tenant label or by switch name works
     proc, out = plugin(node1, "ADD", "task", ns, network_conf(node1, {"logical_switch": "web", "tenant": "pepsi"}))
