@@ -3,6 +3,9 @@ tenants, deletes that remove exactly what was created, shared-bridge mode, and i
 
 from __future__ import annotations
 
+import subprocess
+import threading
+
 import pytest
 
 from ovn_k8s.lab.cluster import Lab
@@ -19,6 +22,7 @@ from tests.e2e.test_mesos import (
     settled_dump,
     use_nb,
 )
+from tests.e2e.test_mesos_plugin import SlowNb
 from tests.helpers import cli, identities, nb_dump, ok, rows
 
 pytestmark = pytest.mark.e2e
@@ -143,6 +147,37 @@ def test_second_gateway_shared_nic_and_deletes(lab: Lab) -> None:
     assert "eth1" not in node2.vsctl("list-ports", "br-int").split()
     assert ok(mesos(node2, "tenant-del", "--tenant-name=coke")).stdout.strip() == \
         "Tenant coke does not exist: nothing to delete."
+
+
+def test_concurrent_gateways_of_a_tenant_get_distinct_join_addresses(lab: Lab) -> None:
+    nodes = [lab.add_node(f"node{i}") for i in (1, 2, 3)]
+    lab.add_outside(f"{OUTSIDE}/24")
+    for node in nodes:
+        lab.connect_outside(node)
+    init_tenant(nodes[0], "coke", "web")
+    # every gateway-init plans on an NB view at least 0.3 s old: they really do overlap
+    slow = SlowNb(lab.nb.removeprefix("unix:"), f"{lab.dir}/slow-nb.sock", delay=0.3)
+    results: dict[str, subprocess.CompletedProcess[str]] = {}
+    start = threading.Barrier(len(nodes))
+
+    def run(i: int) -> None:
+        start.wait()
+        results[nodes[i].name] = mesos(nodes[i], "gateway-init", "--tenant-name=coke",
+                                       f"--cluster-ip-subnet={CLUSTER}", "--physical-interface=eth1",
+                                       f"--physical-ip=192.0.2.{20 + i}/24", nb=f"unix:{slow.path}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(nodes))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        slow.close()
+    for proc in results.values():
+        ok(proc)
+    joins = sorted(r["networks"] for r in rows(lab, LRP, "name", "networks") if r["name"].startswith("rtoj-GR_"))
+    assert joins == ["100.64.0.2/16", "100.64.0.3/16", "100.64.0.4/16"]
 
 
 def our_flows(node, stats: bool = False) -> list[str]:  # type: ignore[no-untyped-def]
