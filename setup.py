@@ -16,6 +16,7 @@ setup(
         "bin/ovn-k8s-overlay",
         "bin/ovn-k8s-util",
         "bin/ovn-k8s-lab",
+        "bin/ovn-k8s-watcher",
         "bin/ovn-mesos-plugin",
         "bin/ovn-mesos-init",
         "bin/ovn-k8s-cni-overlay",

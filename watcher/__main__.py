@@ -1,0 +1,4 @@
+"""python -m watcher: the same as ovn-k8s-watcher."""
+from watcher.daemon import main
+
+raise SystemExit(main())

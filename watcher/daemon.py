@@ -1,0 +1,487 @@
+"""ovn-k8s-watcher: keeps the OVN Northbound database equal to what the cluster wants.
+
+    flags/env/file/OVS -> config -> Kubernetes client, NB connection (+ OVSDB lock)
+    informers (pods, services, endpointslices|endpoints) -> stores -> work queues
+    standby until this watcher holds the NB lock -> sync -> workers -> ... -> SIGTERM
+
+Life cycle:
+1. Connect to the API server and the NB (retried with backoff until they answer); ask the NB
+   for the OVSDB lock `ovn_k8s_watcher`.
+2. Start the informers; wait for their first list.
+3. Standby until the lock is ours: a second watcher started at the same time waits here,
+   with its informers warm, and takes over when the first one's NB connection goes away.
+4. Sync before serving (`PodController.sync`, the services' `sync`), then start the workers.
+5. Serve until SIGTERM/SIGINT (stop the watches, drain the queues, close the NB, remove the
+   pidfile, exit 0), or until another watcher holds the lock after an NB reconnect (exit 1, so
+   a supervisor restarts this one as a standby).
+
+Every thread reports its failure: a watch thread logs and starts over; a worker that dies
+ends the daemon with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ovn_k8s import config, naming
+from ovn_k8s.build.services import AffinityMode, NodePortMode
+from ovn_k8s.cli import common
+from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
+from ovn_k8s.kube import auth
+from ovn_k8s.kube.backoff import Backoff
+from ovn_k8s.kube.errors import KubeConfigError, KubeError, NotFound
+from ovn_k8s.kube.rest import KubeClient, resource_path
+from ovn_k8s.kube.watch import StopEvent
+from ovn_k8s.nb import connection
+from watcher.annotator import PodAnnotator
+from watcher.events import EventRecorder
+from watcher.informer import Informer
+from watcher.metrics import MetricsServer, WatcherMetrics
+from watcher.pod_nb import SWITCH_ID_PREFIX
+from watcher.pods import PodController
+from watcher.service_controller import ServiceController
+
+LOG = logging.getLogger(__name__)
+PROG = "ovn-k8s-watcher"
+NB_LOCK = "ovn_k8s_watcher"          # an OVSDB lock id: letters, digits and underscores
+DRAIN_TIMEOUT = 10.0
+CONNECT_BACKOFF = Backoff(initial=0.5, maximum=30.0, factor=2.0, jitter=0.2)
+KUBE_OPTIONS = ("kubeconfig", "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
+                "k8s_ca_certificate_data")
+WATCHER_OPTIONS = ("pidfile", "metrics_address", "pod_batch_size", "annotation_workers",
+                   "max_retries", "resync_interval", "nodeport_mode", "affinity_mode")
+OPTIONS = (*common.GLOBAL_OPTIONS, *KUBE_OPTIONS, *WATCHER_OPTIONS)
+# Logical_Router columns of a gateway router that the services controller reads.
+_GATEWAY_COLUMNS = frozenset({"options", "external_ids", "name"})
+# Logical_Switch columns whose change does not concern the pod controller.
+_IGNORED_SWITCH_COLUMNS = frozenset({"ports", "acls", "qos_rules", "dns_records",
+                                     "forwarding_groups", "load_balancer",
+                                     "load_balancer_group", "copp"})
+
+
+def _no_yield() -> None:
+    return None
+
+
+class LostLock(OvnK8sError):
+    """Another watcher holds the NB lock now."""
+
+
+# --- arguments and configuration -------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Keep the OVN Northbound database equal to what the Kubernetes cluster "
+                    "wants: a logical switch port, address and `ovn` annotation for every pod, "
+                    "load balancers for services. Runs in the foreground; stops cleanly on "
+                    "SIGTERM.",
+        parents=[common.global_parent()])
+    kube = parser.add_argument_group("Kubernetes API (first that applies: --kubeconfig or "
+                                     "$KUBECONFIG, k8s-api-server, in-cluster service account, "
+                                     "~/.kube/config)")
+    config.add_options(kube, KUBE_OPTIONS)  # type: ignore[arg-type]
+    daemon = parser.add_argument_group("daemon")
+    config.add_options(daemon, WATCHER_OPTIONS)  # type: ignore[arg-type]
+    parser.add_argument("--overlay", action="store_true",
+                        help="accepted for compatibility with the original watcher: overlay is "
+                             "the only mode")
+    return parser
+
+
+def _ovs_external_ids(ovs_db: str, timeout: float) -> Callable[[], dict[str, str]]:
+    """The local OVS external_ids, or {} when there is no local OVS (the watcher runs on the
+    NB host, which need not be a node)."""
+
+    def read() -> dict[str, str]:
+        from ovn_k8s.ovs import LocalOvs
+
+        try:
+            ovs = LocalOvs(ovs_db, timeout=min(timeout, 5.0))
+        except OvnK8sError as exc:
+            LOG.debug("no local OVS settings: %s", exc)
+            return {}
+        try:
+            return ovs.external_ids()
+        except OvnK8sError as exc:
+            LOG.debug("no local OVS settings: %s", exc)
+            return {}
+        finally:
+            ovs.close()
+    return read
+
+
+def resolve(args: argparse.Namespace) -> config.Config:
+    pre = config.resolve(args, ("ovs_db", "timeout"))
+    return config.resolve(args, OPTIONS, ovs_external_ids=_ovs_external_ids(pre.ovs_db,
+                                                                            pre.timeout))
+
+
+def kube_params(cfg: config.Config, environ: dict[str, str] | None = None) -> Any:
+    """Where the API server is: --kubeconfig (or $KUBECONFIG) > k8s-api-server (flag, env,
+    file or OVS, with k8s-api-token and the CA) > the in-cluster service account >
+    ~/.kube/config."""
+    env = dict(os.environ if environ is None else environ)
+    kubeconfig = cfg.kubeconfig or auth.default_kubeconfig_path(
+        {k: v for k, v in env.items() if k == "KUBECONFIG"} | {"HOME": "/nonexistent"})
+    if kubeconfig and not os.path.isfile(os.path.expanduser(kubeconfig)):
+        raise ConfigError(f"--kubeconfig: {kubeconfig} does not exist")
+    try:
+        return auth.load_connection_params(
+            kubeconfig=kubeconfig, api_server=cfg.k8s_api_server, token=cfg.k8s_api_token,
+            ca_certificate=cfg.k8s_ca_certificate_data, ca_file=cfg.k8s_ca_certificate,
+            environ=env)
+    except KubeConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+# --- pidfile ---------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return PROG.encode() in fh.read()
+    except OSError:
+        return True
+
+
+def write_pidfile(path: str) -> None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            old = int(fh.read().strip() or 0)
+    except (OSError, ValueError):
+        old = 0
+    if old and old != os.getpid() and _pid_alive(old):
+        raise ConfigError(f"--pidfile: {path} names a running {PROG} (pid {old})")
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(f"{os.getpid()}\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"--pidfile: cannot write {path}: {exc.strerror or exc}") from None
+
+
+def remove_pidfile(path: str) -> None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            if int(fh.read().strip() or 0) != os.getpid():
+                return
+        os.unlink(path)
+    except (OSError, ValueError):
+        pass
+
+
+# --- the daemon ------------------------------------------------------------------------------
+class Watcher:
+    def __init__(self, cfg: config.Config) -> None:
+        self.cfg = cfg
+        self.stop = StopEvent()
+        self.metrics = WatcherMetrics()
+        self.nb: Any = None
+        self.kube: KubeClient | None = None
+        self.informers: list[Informer] = []
+        self.pods: PodController | None = None
+        self.services: ServiceController | None = None
+        self.serving = threading.Event()
+        self.synced = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self._fatal: str | None = None
+        self._metrics_server: MetricsServer | None = None
+
+    # -- health ----------------------------------------------------------------------------------
+    def nb_connected(self) -> bool:
+        try:
+            return bool(self.nb is not None and self.nb.idl._session.is_connected())
+        except AttributeError:
+            return False
+
+    def has_lock(self) -> bool:
+        return bool(self.nb is not None and self.nb.idl.has_lock)
+
+    def _nb_seqno(self) -> int:
+        return int(self.nb.idl._session.get_seqno())
+
+    def health(self) -> list[str]:
+        problems = []
+        nb_up = self.nb_connected()
+        self.metrics.nb_up.set(1 if nb_up else 0)
+        if not nb_up:
+            problems.append(f"NB: not connected to {self.cfg.ovn_nb}")
+        for informer in self.informers:
+            problem = informer.problem()
+            informer._update_gauge()
+            if problem:
+                problems.append(problem)
+        if self._fatal:
+            problems.append(self._fatal)
+        return problems
+
+    def ready(self) -> tuple[bool, str]:
+        if self.synced.is_set():
+            return True, "ok"
+        if self.nb is not None and not self.has_lock():
+            return False, "standby: another watcher holds the NB lock"
+        return False, "syncing"
+
+    # -- start-up --------------------------------------------------------------------------------
+    def _retry(self, what: str, fn: Callable[[], Any]) -> Any:
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                return fn()
+            except (ConnectionFailed, KubeError) as exc:
+                delay = CONNECT_BACKOFF.delay(attempt)
+                attempt += 1
+                LOG.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+                self.stop.wait(delay)
+        return None
+
+    def _setup_nb(self, nb: Any) -> None:
+        idl = nb.idl
+        previous_notify = idl.notify
+        pods, services = self.pods, self.services
+        gateway_prefix = naming.owner_gateway("")
+
+        def notify(event: str, row: Any, updates: Any = None) -> None:
+            previous_notify(event, row, updates)
+            try:
+                table = row._table.name
+                if table not in ("Logical_Switch", "Logical_Router"):
+                    return
+                changed = set(getattr(updates, "_data", None) or ()) \
+                    if event == "update" and updates is not None else None
+                if table == "Logical_Switch":
+                    if changed is not None and changed <= _IGNORED_SWITCH_COLUMNS:
+                        return
+                    rid = row.external_ids.get(naming.ID_KEY, "")
+                    if rid.startswith(SWITCH_ID_PREFIX) and pods is not None:
+                        pods.on_switch_event(rid[len(SWITCH_ID_PREFIX):])
+                elif services is not None and (changed is None or changed & _GATEWAY_COLUMNS):
+                    owner = row.external_ids.get(naming.OWNER_KEY, "")
+                    if owner.startswith(gateway_prefix):
+                        services.on_gateways_changed()
+            except Exception:  # noqa: BLE001 -- never break the IDL thread
+                LOG.exception("NB notification")
+
+        idl.notify = notify
+        # NOTE(performance): ovsdbapp's IDL calls time.sleep(0) for every row of an update
+        # (a yield point for eventlet). With native threads that is a GIL hand-off per row,
+        # which slowed our 500-port transactions by half; Python switches threads anyway.
+        idl.cooperative_yield = _no_yield
+        with nb.ovsdb_connection.lock:
+            idl.set_lock(NB_LOCK)
+
+    def _start_informers(self, kube: KubeClient) -> None:
+        assert self.pods is not None and self.services is not None
+        svc = self.services
+        watches: list[tuple[str, str, Callable[[Any], None]]] = [
+            ("pods", resource_path("pods"), self.pods.on_event),
+            ("services", resource_path("services"), svc.on_service_event)]
+        if svc.use_slices:
+            watches.append(("endpointslices", resource_path("endpointslices"),
+                            svc.on_slice_event))
+        else:
+            watches.append(("endpoints", resource_path("endpoints"), svc.on_endpoints_event))
+        for name, path, handler in watches:
+            self.informers.append(Informer(name, kube, path, handler=handler, stop=self.stop,
+                                           metrics=self.metrics).start())
+
+    def _slices_served(self, kube: KubeClient) -> bool:
+        """Does the API server serve discovery.k8s.io/v1 EndpointSlices? (Else: Endpoints.)"""
+        def probe() -> bool:
+            try:
+                doc = kube.get("/apis/discovery.k8s.io/v1")
+            except NotFound:
+                return False
+            return any(r.get("name") == "endpointslices" for r in doc.get("resources") or [])
+        served = self._retry("API discovery", probe)
+        if served is False:
+            LOG.warning("the API server does not serve discovery.k8s.io/v1 EndpointSlices: "
+                        "using core/v1 Endpoints")
+        return bool(served)
+
+    def _wait(self, what: str, done: Callable[[], bool], log_every: float = 30.0) -> bool:
+        t0 = last = time.monotonic()
+        while not self.stop.is_set():
+            if done():
+                return True
+            if self._fatal:
+                return False
+            if time.monotonic() - last >= log_every:
+                last = time.monotonic()
+                LOG.info("still waiting for %s (%.0fs)", what, last - t0)
+            self.stop.wait(0.1)
+        return False
+
+    def _start_worker(self, name: str, target: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                target()
+            except Exception as exc:  # noqa: BLE001 -- the daemon must learn of it
+                LOG.exception("worker %s died", name)
+                self._fatal = f"worker {name} died: {exc}"
+                self.stop.set()
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self._workers.append(thread)
+
+    def run(self) -> int:
+        cfg = self.cfg
+        if not cfg.ovn_nb:
+            common.connect_nb(cfg)            # raises the standard "address not set" error
+        connection.parse_remote(cfg.ovn_nb, "--ovn-nb")
+        for name in ("pod_batch_size", "annotation_workers"):
+            if getattr(cfg, name) < 1:
+                raise ConfigError(f"{config.OPTIONS[name].flag} must be at least 1")
+        for name, enum in (("nodeport_mode", NodePortMode), ("affinity_mode", AffinityMode)):
+            if getattr(cfg, name) not in {m.value for m in enum}:
+                raise ConfigError(f"{config.OPTIONS[name].flag}: {getattr(cfg, name)!r} is not "
+                                  f"one of {', '.join(m.value for m in enum)}")
+        params = kube_params(cfg)
+        if cfg.pidfile:
+            write_pidfile(cfg.pidfile)
+        try:
+            return self._run(params)
+        finally:
+            self._shutdown()
+            if cfg.pidfile:
+                remove_pidfile(cfg.pidfile)
+
+    def _install_signals(self) -> None:
+        def on_signal(signum: int, frame: Any) -> None:
+            LOG.info("signal %d: stopping", signum)
+            self.stop.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+
+    def _run(self, params: Any) -> int:
+        cfg = self.cfg
+        if threading.current_thread() is threading.main_thread():
+            self._install_signals()
+        if cfg.metrics_address:
+            self._metrics_server = MetricsServer(cfg.metrics_address, self.metrics,
+                                                 health=self.health, ready=self.ready).start()
+            LOG.info("metrics on %s/metrics", self._metrics_server.url)
+        self.kube = KubeClient(params, timeout=cfg.timeout, user_agent=PROG)
+        annotator = PodAnnotator(params, timeout=cfg.timeout, user_agent=PROG)
+        LOG.info("Kubernetes API server %s (%s)", params.server, params.source)
+        recorder = EventRecorder(self.kube)
+        self._recorder = recorder
+        self._annotator = annotator
+        self.nb = self._retry(f"NB {cfg.ovn_nb}", lambda: common.connect_nb(cfg))
+        if self.nb is None:
+            return 0
+        self.pods = PodController(nb=self.nb, annotator=annotator, metrics=self.metrics,
+                                  recorder=recorder, batch_size=cfg.pod_batch_size,
+                                  annotate_workers=cfg.annotation_workers,
+                                  max_retries=cfg.max_retries, timeout=cfg.timeout)
+        use_slices = self._slices_served(self.kube)
+        if self.stop.is_set():
+            return self._exit_status()
+        self.services = ServiceController(nb=self.nb, metrics=self.metrics, recorder=recorder,
+                                          use_slices=use_slices, batch_size=cfg.pod_batch_size,
+                                          max_retries=cfg.max_retries, timeout=cfg.timeout,
+                                          nodeport_mode=cfg.nodeport_mode,
+                                          affinity_mode=cfg.affinity_mode)
+        self._setup_nb(self.nb)
+        self._start_informers(self.kube)
+        if not self._wait("the first list of every watched resource",
+                          lambda: all(i.synced.is_set() for i in self.informers)):
+            return self._exit_status()
+        if not self.has_lock():
+            LOG.warning("standby: another %s holds the NB lock %s; waiting for it", PROG,
+                        NB_LOCK)
+        if not self._wait(f"the NB lock {NB_LOCK}", self.has_lock):
+            return self._exit_status()
+        self.metrics.leader.set(1)
+        LOG.info("holding the NB lock %s: syncing", NB_LOCK)
+        t0 = time.monotonic()
+        self.pods.sync()
+        self.services.sync()
+        self.serving.set()
+        pods, services = self.pods, self.services
+        self._start_worker("pods", lambda: pods.run(self.stop,
+                                                    resync_interval=cfg.resync_interval))
+        self._start_worker("services", lambda: services.run(
+            self.stop, resync_interval=cfg.resync_interval))
+        self._wait("the initial objects to be reconciled",
+                   lambda: pods.queue.wait_idle(0) and services.queue.wait_idle(0))
+        if not self.stop.is_set():
+            self.synced.set()
+            LOG.info("Initialization complete: serving (sync %.2fs)", time.monotonic() - t0)
+        seqno = self._nb_seqno()
+        reload_pending = False
+        while not self.stop.is_set():
+            idl = self.nb.idl
+            if idl.is_lock_contended and not idl.has_lock:
+                self._fatal = f"lost the NB lock {NB_LOCK} to another {PROG}"
+                LOG.error("%s; exiting so that a supervisor restarts this one as a standby",
+                          self._fatal)
+                self.stop.set()
+                break
+            now = self._nb_seqno()
+            if now != seqno:
+                seqno, reload_pending = now, True
+            if reload_pending and self.nb_connected() and idl.has_lock and \
+                    idl.state == idl.IDL_S_MONITORING:
+                # Reconnected: the NB may have changed (or been restored) meanwhile.
+                reload_pending = False
+                LOG.info("NB connection re-established; re-reading the NB")
+                for controller in (self.pods, self.services):
+                    controller.request_reload()
+            self.stop.wait(0.2)
+        return self._exit_status()
+
+    def _exit_status(self) -> int:
+        return 1 if self._fatal else 0
+
+    def _shutdown(self) -> None:
+        self.stop.set()
+        for informer in self.informers:
+            informer.join(timeout=5)
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        for controller in (self.pods, self.services):
+            if controller is None:
+                continue
+            if self.serving.is_set() and not self._fatal:
+                if not controller.drain(max(0.0, deadline - time.monotonic())):
+                    LOG.warning("shutdown: %s work still queued after %.0fs; dropped",
+                                type(controller).__name__, DRAIN_TIMEOUT)
+            controller.shutdown()
+        for thread in self._workers:
+            thread.join(timeout=5)
+        recorder = getattr(self, "_recorder", None)
+        if recorder is not None:
+            recorder.close()
+        if self.nb is not None:
+            connection.disconnect(self.nb)
+        for client in (self.kube, getattr(self, "_annotator", None)):
+            if client is not None:
+                client.close()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+        self.metrics.leader.set(0)
+        LOG.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def run(a: argparse.Namespace) -> int:
+        cfg = resolve(a)
+        common.setup_logging(cfg.log_level, cfg.log_file)
+        return Watcher(cfg).run()
+
+    return common.run(PROG, run, args)
