@@ -21,6 +21,7 @@ setup(
         "bin/ovn-mesos-init",
         "bin/ovn-k8s-cni-overlay",
         "bin/ovn-k8s-gateway-helper",
+        "bin/ovn-k8s-sandbox",
     ],
     install_requires=[
         "ovsdbapp>=2.0",

@@ -1,0 +1,224 @@
+"""The per-node agent: plays the kubelet and the container runtime for one sandbox node.
+
+For each pod bound to its node it creates the pod's network namespace, runs the real CNI
+plugin ADD exactly as a runtime does (`ip netns exec <node> <cni-bin>/ovn-k8s-cni-overlay`,
+CNI_* environment, the network configuration minion-init wrote on stdin), starts the pod's
+process (ovn_k8s.sandbox.podserver, answering the pod's name) and reports the pod Running
+and Ready with its IP. When the pod is deleted it stops the process, runs CNI DEL and deletes
+the namespace. State survives an agent restart: one record per pod under <lab>/pods/<node>/.
+
+    python -m ovn_k8s.sandbox.agent STATE_DIR NODE
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from ovn_k8s.lab.proc import netns_exists, stop_pidfile
+from ovn_k8s.sandbox.api import ApiError
+from ovn_k8s.sandbox.state import State
+
+LOG = logging.getLogger("sandbox-agent")
+PLUGIN = "ovn-k8s-cni-overlay"
+DEFAULT_PORT = 8080
+POLL = 0.2
+
+
+def pod_port(pod: dict[str, Any]) -> int:
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("containerPort"):
+                return int(p["containerPort"])
+    return DEFAULT_PORT
+
+
+class Agent:
+    def __init__(self, state: State, node: str) -> None:
+        self.state = state
+        self.node = node
+        self.api = state.api()
+        self.dir = state.pods_dir(node)
+        self.node_ns = state.ns(node)
+        self.cni_dir = f"{state.node_dir(node)}/cni"
+        os.makedirs(self.dir, exist_ok=True)
+        self.busy: set[str] = set()
+        self.failed_at: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    # -- records -------------------------------------------------------------------------------
+    def records(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for entry in os.listdir(self.dir):
+            if entry.endswith(".json"):
+                try:
+                    with open(f"{self.dir}/{entry}", encoding="utf-8") as f:
+                        rec = json.load(f)
+                    out[rec["key"]] = rec
+                except (OSError, ValueError, KeyError):
+                    continue
+        return out
+
+    def base(self, key: str) -> str:
+        return f"{self.dir}/{key.replace('/', '_')}"
+
+    # -- CNI as a runtime runs it --------------------------------------------------------------
+    def cni(self, command: str, rec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        with open(f"{self.cni_dir}/net.d/10-ovn-k8s.conflist", encoding="utf-8") as f:
+            conflist = json.load(f)
+        plugin = dict(conflist["plugins"][0])
+        # minion-init names /var/log/openvswitch: keep the plugin's log inside the sandbox.
+        plugin["log_file"] = f"{self.state.node_dir(self.node)}/cni.log"
+        conf = {"cniVersion": conflist["cniVersion"], "name": conflist["name"], **plugin}
+        ns, name = rec["key"].split("/", 1)
+        env = {"CNI_COMMAND": command, "CNI_CONTAINERID": rec["container"],
+               "CNI_NETNS": f"/run/netns/{rec['netns']}", "CNI_IFNAME": "eth0",
+               "CNI_PATH": f"{self.cni_dir}/bin", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};"
+                           f"K8S_POD_INFRA_CONTAINER_ID={rec['container']};K8S_POD_UID={rec['uid']}"}
+        return subprocess.run(["ip", "netns", "exec", self.node_ns, f"{self.cni_dir}/bin/{plugin['type']}"],
+                              input=json.dumps(conf), capture_output=True, text=True, env=env,
+                              timeout=60, check=False)
+
+    # -- pod lifecycle -------------------------------------------------------------------------
+    def start_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        rec = {"key": key, "uid": meta.get("uid", ""), "container": f"sandbox-{meta.get('uid', key)}"[:64],
+               "netns": self.state.ns(f"pod-{meta['namespace']}-{meta['name']}"), "ip": None,
+               "port": pod_port(pod), "started": time.time()}
+        base = self.base(key)
+        t0 = time.monotonic()
+        try:
+            with open(f"{self.state.lab_dir}/netns.list", "a", encoding="utf-8") as f:
+                f.write(rec["netns"] + "\n")
+            if not netns_exists(rec["netns"]):
+                subprocess.run(["ip", "netns", "add", rec["netns"]], check=True, capture_output=True)
+                subprocess.run(["ip", "-n", rec["netns"], "link", "set", "lo", "up"], check=True,
+                               capture_output=True)
+            with open(base + ".json", "w", encoding="utf-8") as f:
+                json.dump(rec, f)
+            proc = self.cni("ADD", rec)
+            if proc.returncode != 0:
+                raise RuntimeError(f"CNI ADD failed ({proc.returncode}): {proc.stdout.strip()} "
+                                   f"{proc.stderr.strip()}")
+            result = json.loads(proc.stdout)
+            rec["ip"] = result["ips"][0]["address"].split("/")[0]
+            with open(base + ".json", "w", encoding="utf-8") as f:
+                json.dump(rec, f)
+            ready = base + ".access.ready"
+            if os.path.exists(ready):
+                os.unlink(ready)
+            with open(base + ".log", "ab") as log:
+                child = subprocess.Popen(["ip", "netns", "exec", rec["netns"], sys.executable, "-m",
+                                          "ovn_k8s.sandbox.podserver", meta["name"], str(rec["port"]),
+                                          base + ".access"], stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=log, start_new_session=True)
+            with open(base + ".pid", "w", encoding="ascii") as f:
+                f.write(f"{child.pid}\n")
+            deadline = time.monotonic() + 10
+            while not os.path.exists(ready):
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"pod process did not start; see {base}.log")
+                time.sleep(0.02)
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.api.patch("pods", meta["name"], {"status": {
+                "phase": "Running", "podIP": rec["ip"], "podIPs": [{"ip": rec["ip"]}],
+                "hostIP": self.state.encap_ips.get(self.node), "startTime": now,
+                "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
+                               for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}},
+                namespace=meta["namespace"], subresource="status")
+            LOG.info("pod %s up: %s in %.2fs", key, rec["ip"], time.monotonic() - t0)
+        except Exception as exc:  # noqa: BLE001 - one pod's failure must not stop the agent
+            LOG.error("pod %s: %s", key, exc)
+            self.failed_at[key] = time.monotonic()
+            self.stop_pod(rec)
+            try:
+                self.api.patch("pods", meta["name"], {"status": {"phase": "Pending", "conditions": [
+                    {"type": "Ready", "status": "False", "reason": "SandboxFailed",
+                     "message": str(exc)[:300]}]}}, namespace=meta["namespace"], subresource="status")
+            except ApiError:
+                pass
+
+    def stop_pod(self, rec: dict[str, Any]) -> None:
+        base = self.base(rec["key"])
+        stop_pidfile(base + ".pid")
+        if netns_exists(rec["netns"]) and os.path.exists(f"{self.cni_dir}/net.d/10-ovn-k8s.conflist"):
+            proc = self.cni("DEL", rec)
+            if proc.returncode != 0:
+                LOG.warning("pod %s: CNI DEL: %s %s", rec["key"], proc.stdout.strip(), proc.stderr.strip())
+            subprocess.run(["ip", "netns", "del", rec["netns"]], capture_output=True, check=False)
+        for ext in (".pid", ".json", ".access.ready"):
+            try:
+                os.unlink(base + ext)
+            except FileNotFoundError:
+                pass
+        LOG.info("pod %s removed", rec["key"])
+
+    def _run(self, key: str, fn: Any, arg: Any) -> None:
+        try:
+            fn(arg)
+        finally:
+            with self.lock:
+                self.busy.discard(key)
+
+    def spawn(self, key: str, fn: Any, arg: Any) -> None:
+        with self.lock:
+            if key in self.busy:
+                return
+            self.busy.add(key)
+        threading.Thread(target=self._run, args=(key, fn, arg), daemon=True).start()
+
+    def sync_once(self) -> None:
+        pods = self.api.list("pods", fieldSelector=f"spec.nodeName={self.node}")
+        want = {}
+        for pod in pods:
+            meta = pod["metadata"]
+            phase = (pod.get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed"):
+                continue
+            want[f"{meta['namespace']}/{meta['name']}"] = pod
+        have = self.records()
+        for key, rec in have.items():
+            pod = want.get(key)
+            if pod is None or pod["metadata"].get("uid", "") != rec["uid"]:
+                self.spawn(key, self.stop_pod, rec)
+        for key, pod in want.items():
+            if key in have:
+                continue
+            if time.monotonic() - self.failed_at.get(key, -1e9) < 2:
+                continue
+            self.spawn(key, self.start_pod, pod)
+
+    def run(self, stop: threading.Event) -> None:
+        LOG.info("agent for %s started", self.node)
+        while not stop.is_set():
+            try:
+                self.sync_once()
+            except Exception as exc:  # noqa: BLE001 - the API server may restart
+                LOG.warning("sync: %s", exc)
+            stop.wait(POLL)
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    state = State.load(argv[0])
+    if state is None:
+        print(f"no sandbox in {argv[0]}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Agent(state, argv[1]).run(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,316 @@
+"""Bring the sandbox up, tear it down, and describe it.
+
+up: the lab (central NB/SB/northd, N nodes with userspace OVS + ovn-controller, an outside
+network on node1's eth1), the API server (its own process on 127.0.0.1) and a forwarder that
+exposes it at <central_ip>:6443 inside the lab, ovn-k8s-overlay master-init / minion-init /
+gateway-init, Node objects, ovn-k8s-watcher, the scheduler + endpoints controller, one agent per
+node, and an HTTP server in the outside namespace (to see SNAT).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+
+from ovn_k8s.lab.cluster import REGISTRY, Lab, down_dir
+from ovn_k8s.lab.proc import alive, read_pid, stop_pidfile
+from ovn_k8s.sandbox.state import (
+    API_PORT_IN_LAB,
+    CLUSTER,
+    GATEWAY_IP,
+    OUTSIDE_IP,
+    OUTSIDE_PORT,
+    SERVICE_RANGE,
+    State,
+    daemon_alive,
+    node_subnet,
+    prefix_for,
+    python_module,
+    start_daemon,
+    wait_log,
+)
+
+Out = Callable[[str], None]
+# Our own daemons, stopped first on down (before the lab's OVS/OVN daemons and the pods).
+SANDBOX_DAEMONS = ("agent-*", "controllers", "watcher", "forwarder", "kubeapi", "outside-http")
+
+
+def exe(name: str) -> str:
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    return beside if os.path.exists(beside) else (shutil.which(name) or name)
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+def daemons(state: State) -> list[tuple[str, str]]:
+    """(name, pid file) of every daemon of the sandbox, in a stable order."""
+    lab = state.lab_dir
+    out = [(f"central/{os.path.basename(p)[:-4]}", p) for p in sorted(glob.glob(f"{lab}/central/*.pid"))]
+    for node in state.nodes:
+        out += [(f"{node}/{os.path.basename(p)[:-4]}", p) for p in sorted(glob.glob(f"{lab}/{node}/*.pid"))]
+    out += [(os.path.basename(p)[:-4], p) for p in sorted(glob.glob(f"{state.daemon_dir}/*.pid"))]
+    return out
+
+
+def healthy(state: State) -> list[str]:
+    """Names of daemons that are not running ([] when all are)."""
+    return [name for name, pidfile in daemons(state) if not daemon_alive(pidfile)]
+
+
+def up(directory: str, nodes: int = 2, out: Out = print) -> State:
+    state = State.load(directory)
+    if state is not None:
+        dead = healthy(state)
+        if not dead and len(state.nodes) == nodes:
+            out(f"sandbox already up in {directory} ({len(state.nodes)} nodes)")
+            return state
+        why = f"daemons not running: {', '.join(dead)}" if dead else f"{len(state.nodes)} nodes, asked for {nodes}"
+        out(f"sandbox in {directory} is not as asked ({why}): rebuilding it")
+        down(directory, out=lambda _s: None)
+    elif os.path.exists(f"{directory}/lab"):
+        down(directory, out=lambda _s: None)   # leftovers of a crashed 'up'
+    return _build(directory, nodes, out)
+
+
+def _build(directory: str, nodes: int, out: Out) -> State:
+    t0 = time.monotonic()
+
+    def step(text: str) -> None:
+        out(f"[{time.monotonic() - t0:5.1f}s] {text}")
+
+    if nodes < 1 or nodes > 200:
+        raise SandboxError("--nodes must be between 1 and 200")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    prefix = prefix_for(directory)
+    state = State(dir=directory, prefix=prefix, token=secrets.token_hex(16), created=time.time())
+    lab = Lab(prefix=prefix, dir=state.lab_dir)
+    state.central_ip = lab.central_ip
+    state.save()
+    step(f"OVN central (NB, SB, ovn-northd) in namespace {state.ns('central')}")
+    lab.up_central()
+    names = [f"node{i}" for i in range(1, nodes + 1)]
+    state.nodes = names
+    for name in names:
+        node = lab.add_node(name)
+        state.encap_ips[name] = node.encap_ip
+    step(f"{nodes} node(s): {', '.join(state.ns(n) for n in names)} (own OVS + ovn-controller each)")
+    lab.add_outside(f"{OUTSIDE_IP}/24")
+    lab.connect_outside(lab.nodes["node1"])
+    state.save()
+
+    # The API server, as its own process on loopback; the nodes reach it through a forwarder.
+    d = state.daemon_dir
+    start_daemon(d, "kubeapi", python_module("ovn_k8s.kubeapi", "--listen", "127.0.0.1:0", "--token",
+                                             state.token, "--kubeconfig-out", state.kubeconfig,
+                                             "--bookmark-interval", "5", "--log-level", "warning"))
+    line = wait_log(f"{d}/kubeapi.log", "kubeapi listening on", 20, f"{d}/kubeapi.pid")
+    state.api_port = int(line.rsplit(":", 1)[1])
+    state.save()
+    # The registry's owner is the API server, which outlives this command: labs whose owner is
+    # gone are swept (ovn-k8s-lab down --stale, test sessions), so a crashed sandbox is too.
+    with open(f"{REGISTRY}/{prefix}", "w", encoding="utf-8") as f:
+        json.dump({"dir": state.lab_dir, "owner": read_pid(f"{d}/kubeapi.pid")}, f)
+    start_daemon(d, "forwarder", python_module("ovn_k8s.sandbox.forward", state.ns("central"),
+                                               state.central_ip, str(API_PORT_IN_LAB), str(state.api_port)))
+    wait_log(f"{d}/forwarder.log", "forwarding", 10, f"{d}/forwarder.pid")
+    step(f"API server on {state.api_url} (kubeconfig {state.kubeconfig}); nodes reach it at "
+         f"{state.lab_api_url}")
+
+    # The topology, with our own commands, as an operator runs them on each node.
+    env = {"OVN_K8S_CONFIG": "/dev/null", "OVN_K8S_K8S_API_SERVER": state.lab_api_url,
+           "OVN_K8S_K8S_API_TOKEN": state.token,
+           # minion-init installs the CNI plugin it finds in PATH: ours, beside this Python.
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")}
+
+    def overlay(node: str, *args: str) -> None:
+        n = lab.nodes[node]
+        cni = f"{n.dir}/cni"
+        cmd = [exe("ovn-k8s-overlay"), *args, f"--node-name={node}", f"--cluster-ip-subnet={CLUSTER}",
+               f"--ovs-db={n.ovs_db}", f"--ovn-nb={lab.nb}"]
+        if args[0] != "gateway-init":
+            cmd.append(f"--service-cluster-ip-range={SERVICE_RANGE}")
+        if args[0] == "minion-init":
+            cmd += [f"--cni-conf-dir={cni}/net.d", f"--cni-bin-dir={cni}/bin"]
+        proc = n.exec(cmd, check=False, env=env)
+        if proc.returncode != 0:
+            raise SandboxError(f"ovn-k8s-overlay {args[0]} on {node} failed: {proc.stderr.strip()}")
+        step(f"{node}$ ovn-k8s-overlay {' '.join(args)}")
+        if args[0] == "minion-init" and not os.path.exists(f"{cni}/net.d/10-ovn-k8s.conflist"):
+            raise SandboxError(f"minion-init on {node} installed no CNI configuration: {proc.stderr.strip()}")
+
+    overlay("node1", "master-init", f"--master-switch-subnet={node_subnet(1)}")
+    # master-init makes node1's switch but does not install CNI; minion-init (idempotent for
+    # the same subnet) writes node1's conflist like every other node's.
+    overlay("node1", "minion-init", f"--minion-switch-subnet={node_subnet(1)}")
+    for i, name in enumerate(names[1:], start=2):
+        overlay(name, "minion-init", f"--minion-switch-subnet={node_subnet(i)}")
+    overlay("node1", "gateway-init", "--physical-interface=eth1", f"--physical-ip={GATEWAY_IP}/24",
+            f"--default-gw={OUTSIDE_IP}")
+    state.gateways["node1"] = GATEWAY_IP
+    state.save()
+
+    api = state.api()
+    for i, name in enumerate(names, start=1):
+        api.create("nodes", {"apiVersion": "v1", "kind": "Node",
+                             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                             "spec": {"podCIDR": node_subnet(i)},
+                             "status": {"addresses": [{"type": "InternalIP", "address": state.encap_ips[name]},
+                                                      {"type": "Hostname", "address": name}],
+                                        "conditions": [{"type": "Ready", "status": "True"}]}})
+
+    start_daemon(d, "watcher", [exe("ovn-k8s-watcher"), f"--ovn-nb={lab.nb}", f"--kubeconfig={state.kubeconfig}",
+                                "--log-level=info", f"--log-file={d}/watcher.log", "--ovs-db=unix:/nonexistent/db.sock",
+                                "--metrics-address=127.0.0.1:0"])
+    start_daemon(d, "controllers", python_module("ovn_k8s.sandbox.controllers", directory))
+    for name in names:
+        start_daemon(d, f"agent-{name}", python_module("ovn_k8s.sandbox.agent", directory, name))
+    start_daemon(d, "outside-http", python_module("ovn_k8s.sandbox.podserver", "outside", str(OUTSIDE_PORT),
+                                                  f"{d}/outside-http.access"), netns=state.ns("out"))
+    line = wait_log(f"{d}/watcher.log", "metrics on http://127.0.0.1:", 30, f"{d}/watcher.pid")
+    metrics = line.split("metrics on ", 1)[1].split("/metrics")[0]
+    deadline = time.monotonic() + 30
+    while not _ok(metrics + "/readyz"):
+        if time.monotonic() > deadline or not daemon_alive(f"{d}/watcher.pid"):
+            raise SandboxError(f"the watcher is not ready; see {d}/watcher.log")
+        time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(f"{d}/outside-http.access.ready"):
+        if time.monotonic() > deadline or not daemon_alive(f"{d}/outside-http.pid"):
+            raise SandboxError(f"the outside HTTP server did not start; see {d}/outside-http.log")
+        time.sleep(0.05)
+    step("ovn-k8s-watcher, scheduler + endpoints controller, one agent per node (the kubelet) started")
+    step(f"sandbox up: kubeconfig {state.kubeconfig}")
+    return state
+
+
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def down(directory: str, out: Out = print) -> bool:
+    """Stop every daemon, delete every namespace and file of the sandbox. True if there was one."""
+    state = State.load(directory)
+    lab_dir = f"{directory}/lab"
+    if state is None and not os.path.exists(lab_dir):
+        out(f"no sandbox in {directory}")
+        return False
+    # Our daemons first, so no agent re-creates a pod while the lab goes away.
+    for pattern in SANDBOX_DAEMONS:
+        for pidfile in sorted(glob.glob(f"{lab_dir}/sandbox/{pattern}.pid")):
+            stop_pidfile(pidfile)
+    prefix = state.prefix if state else prefix_for(directory)
+    down_dir(lab_dir, prefix)
+    for leftover in ("sandbox.json", "sandbox.json.tmp", "kubeconfig"):
+        try:
+            os.unlink(f"{directory}/{leftover}")
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
+    out(f"sandbox in {directory} removed")
+    return True
+
+
+# -- status -------------------------------------------------------------------------------------
+def table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+
+
+def status(directory: str, out: Out = print) -> int:
+    state = State.load(directory)
+    if state is None:
+        out(f"no sandbox in {directory} (start one with: ovn-k8s-sandbox up)")
+        return 1
+    rc = 0
+    out(f"sandbox {directory}  (namespaces {state.prefix}-*, kubeconfig {state.kubeconfig})")
+    out(f"  NB: ovn-nbctl --db={state.nb} show")
+    out("")
+    try:
+        api = state.api()
+        nodes = api.list("nodes")
+        pods = api.list("pods")
+        services = api.list("services")
+        slices = api.list("endpointslices")
+    except Exception as exc:  # noqa: BLE001 - show the daemons anyway
+        out(f"API server not answering: {exc}")
+        nodes, pods, services, slices = [], [], [], []
+        rc = 1
+    count: dict[str, int] = {}
+    for p in pods:
+        n = p["spec"].get("nodeName") or ""
+        count[n] = count.get(n, 0) + 1
+    rows = []
+    for i, name in enumerate(state.nodes, start=1):
+        obj = next((n for n in nodes if n["metadata"]["name"] == name), None)
+        ready = "Ready" if obj and any(c.get("type") == "Ready" and c.get("status") == "True"
+                                       for c in obj["status"].get("conditions", [])) else "?"
+        roles = ["master"] if i == 1 else []
+        if name in state.gateways:
+            roles.append(f"gateway {state.gateways[name]}")
+        controller = "up" if daemon_alive(f"{state.node_dir(name)}/ovn-controller.pid") else "DOWN"
+        rows.append([name, ready, node_subnet(i), state.encap_ips.get(name, "?"), ",".join(roles) or "-",
+                     controller, str(count.get(name, 0))])
+    out("NODES")
+    for line in table(rows, ["NAME", "STATUS", "POD SUBNET", "ENCAP IP", "ROLE", "OVN-CONTROLLER", "PODS"]):
+        out("  " + line)
+    out("")
+    rows = []
+    for p in sorted(pods, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
+        st = p.get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+        rows.append([p["metadata"]["namespace"], p["metadata"]["name"], p["spec"].get("nodeName") or "<pending>",
+                     st.get("podIP") or "-", st.get("phase", "?"), "yes" if ready else "no"])
+    out("PODS")
+    for line in table(rows, ["NAMESPACE", "NAME", "NODE", "IP", "PHASE", "READY"]):
+        out("  " + line)
+    out("")
+    rows = []
+    for s in sorted(services, key=lambda s: (s["metadata"]["namespace"], s["metadata"]["name"])):
+        spec = s["spec"]
+        ports = []
+        for p in spec.get("ports") or []:
+            text = f"{p['port']}/{p.get('protocol', 'TCP')}"
+            if p.get("nodePort"):
+                text += f" (node {p['nodePort']})"
+            ports.append(text)
+        backends = sorted(
+            f"{a}:{port['port']}"
+            for sl in slices
+            if (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name") == s["metadata"]["name"]
+            and sl["metadata"]["namespace"] == s["metadata"]["namespace"]
+            for e in sl.get("endpoints") or [] if (e.get("conditions") or {}).get("ready", True)
+            for a in e.get("addresses") or [] for port in sl.get("ports") or [])
+        rows.append([s["metadata"]["namespace"], s["metadata"]["name"], spec.get("type", "ClusterIP"),
+                     spec.get("clusterIP", "-"), ", ".join(ports), " ".join(backends) or "-"])
+    out("SERVICES")
+    for line in table(rows, ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "PORTS", "BACKENDS"]):
+        out("  " + line)
+    out("")
+    rows = []
+    for name, pidfile in daemons(state):
+        pid = read_pid(pidfile)
+        running = pid is not None and alive(pid)
+        if not running:
+            rc = 1
+        rows.append([name, str(pid or "-"), "running" if running else "STOPPED"])
+    out("DAEMONS")
+    for line in table(rows, ["NAME", "PID", "STATE"]):
+        out("  " + line)
+    return rc
+

@@ -1,0 +1,162 @@
+"""Where the sandbox keeps its state, and how it starts and stops its daemons.
+
+Everything lives under one state directory (default /run/ovn-k8s-sandbox, or
+$OVN_K8S_SANDBOX_DIR, or --state-dir), so separate invocations find the running sandbox:
+
+    <dir>/sandbox.json      prefix, nodes, API server port and token
+    <dir>/kubeconfig        for clients on this machine (http://127.0.0.1:PORT)
+    <dir>/lab/              the lab (ovn_k8s.lab): central/, node<i>/, netns.list, pids/
+    <dir>/lab/sandbox/      pid files and logs of the sandbox's own daemons
+    <dir>/lab/pods/<node>/  pid files, logs and records of the pods each agent started
+
+Every daemon has a pid file under <dir>/lab, so the lab's down_dir() stops all of them, deletes
+every namespace listed in netns.list (pods' too) and removes the directory, even after a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ovn_k8s.lab.proc import alive, read_pid
+
+DEFAULT_DIR = "/run/ovn-k8s-sandbox"
+ENV_DIR = "OVN_K8S_SANDBOX_DIR"
+CLUSTER = "10.244.0.0/16"
+SERVICE_RANGE = "10.96.0.0/16"
+OUTSIDE_IP = "192.0.2.1"
+GATEWAY_IP = "192.0.2.10"
+API_PORT_IN_LAB = 6443   # where the nodes reach the API server: <central_ip>:6443 (a forwarder)
+OUTSIDE_PORT = 8080
+
+
+def state_dir(explicit: str | None = None) -> str:
+    return os.path.abspath(explicit or os.environ.get(ENV_DIR) or DEFAULT_DIR)
+
+
+def prefix_for(directory: str) -> str:
+    """The namespace prefix: fixed for the default directory, derived from any other."""
+    if directory == DEFAULT_DIR:
+        return "sandbox"
+    return "sb" + hashlib.sha1(directory.encode()).hexdigest()[:6]
+
+
+def node_subnet(index: int) -> str:
+    return f"10.244.{index}.0/24"
+
+
+@dataclass
+class State:
+    dir: str
+    prefix: str
+    nodes: list[str] = field(default_factory=list)
+    api_port: int = 0
+    token: str = ""
+    central_ip: str = ""
+    encap_ips: dict[str, str] = field(default_factory=dict)
+    gateways: dict[str, str] = field(default_factory=dict)   # node -> physical IP
+    created: float = 0.0
+
+    @property
+    def lab_dir(self) -> str:
+        return f"{self.dir}/lab"
+
+    @property
+    def daemon_dir(self) -> str:
+        return f"{self.lab_dir}/sandbox"
+
+    @property
+    def kubeconfig(self) -> str:
+        return f"{self.dir}/kubeconfig"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def lab_api_url(self) -> str:
+        return f"http://{self.central_ip}:{API_PORT_IN_LAB}"
+
+    @property
+    def nb(self) -> str:
+        return f"unix:{self.lab_dir}/central/nb.sock"
+
+    def ns(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+    def node_dir(self, node: str) -> str:
+        return f"{self.lab_dir}/{node}"
+
+    def pods_dir(self, node: str) -> str:
+        return f"{self.lab_dir}/pods/{node}"
+
+    def save(self) -> None:
+        tmp = f"{self.dir}/sandbox.json.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(asdict(self), f, indent=2)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, f"{self.dir}/sandbox.json")
+
+    @classmethod
+    def load(cls, directory: str) -> State | None:
+        try:
+            with open(f"{directory}/sandbox.json", encoding="utf-8") as f:
+                data: dict[str, Any] = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return cls(**data)
+
+    def api(self):  # type: ignore[no-untyped-def]
+        from ovn_k8s.sandbox.api import Api
+
+        return Api(self.api_url, self.token)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def start_daemon(directory: str, name: str, cmd: list[str], *, netns: str | None = None,
+                 env: dict[str, str] | None = None) -> int:
+    """Start `cmd` detached (own session, outlives the CLI), logging to <directory>/<name>.log,
+    its pid in <directory>/<name>.pid."""
+    os.makedirs(directory, exist_ok=True)
+    full = (["ip", "netns", "exec", netns] if netns else []) + cmd
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OVN_K8S_") and k != "KUBECONFIG"}
+    clean["OVN_K8S_CONFIG"] = "/dev/null"
+    with open(f"{directory}/{name}.log", "ab") as log:
+        proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                env={**clean, **(env or {})}, start_new_session=True,
+                                close_fds=True)
+    with open(f"{directory}/{name}.pid", "w", encoding="ascii") as f:
+        f.write(f"{proc.pid}\n")
+    return proc.pid
+
+
+def daemon_alive(pidfile: str) -> bool:
+    pid = read_pid(pidfile)
+    return pid is not None and alive(pid)
+
+
+def wait_log(path: str, needle: str, timeout: float, pidfile: str | None = None) -> str:
+    """Wait until the log contains `needle`; return the line. Fails early if the daemon died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if needle in line:
+                        return line.strip()
+        except FileNotFoundError:
+            pass
+        if pidfile is not None and not daemon_alive(pidfile):
+            raise RuntimeError(f"{os.path.basename(path)[:-4]} exited; see {path}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {needle!r} in {path}")
+        time.sleep(0.05)
