@@ -155,7 +155,7 @@ class Agent:
             if proc.returncode != 0:
                 LOG.warning("pod %s: CNI DEL: %s %s", rec["key"], proc.stdout.strip(), proc.stderr.strip())
             subprocess.run(["ip", "netns", "del", rec["netns"]], capture_output=True, check=False)
-        for ext in (".pid", ".json", ".access.ready"):
+        for ext in (".pid", ".json", ".access.ready", ".access", ".log"):
             try:
                 os.unlink(base + ext)
             except FileNotFoundError:

@@ -1,0 +1,171 @@
+"""The sandbox demo: up, two web pods on different nodes behind a ClusterIP and a NodePort
+service, then real traffic checks with PASS/FAIL marks. Everything is done through the API
+server: the scheduler binds the pods, the agents run the CNI plugin, the watcher writes the
+ports and load balancers, the endpoints controller fills the slices."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ovn_k8s.sandbox import cluster, manifests
+from ovn_k8s.sandbox.state import GATEWAY_IP, OUTSIDE_IP, OUTSIDE_PORT, State
+
+NAMESPACE = "demo"
+OBJECTS: list[dict[str, Any]] = [
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NAMESPACE},
+     "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}},
+                                          "spec": {"containers": [{"name": "web",
+                                                                   "ports": [{"containerPort": 8080}]}]}}}},
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NAMESPACE},
+     "spec": {"type": "ClusterIP", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-nodeport", "namespace": NAMESPACE},
+     "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+]
+
+
+def http_get(netns: str, url: str, timeout: float = 2) -> str | None:
+    proc = subprocess.run(["ip", "netns", "exec", netns, "curl", "-s", "-m", str(timeout), url],
+                          capture_output=True, text=True, timeout=timeout + 5, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def answers(netns: str, url: str, want: set[str], tries: int = 40) -> set[str]:
+    """New connections to `url` until every name in `want` answered (or `tries` ran out)."""
+    seen: set[str] = set()
+    for _ in range(tries):
+        got = http_get(netns, url)
+        if got:
+            seen.add(got)
+        if want <= seen:
+            break
+        if not got:
+            time.sleep(0.1)
+    return seen
+
+
+class Demo:
+    def __init__(self, directory: str, out: Callable[[str], None] = print) -> None:
+        self.dir = directory
+        self.out = out
+        self.t0 = time.monotonic()
+        self.passed = 0
+        self.failed = 0
+
+    def step(self, text: str) -> None:
+        self.out(f"[{time.monotonic() - self.t0:5.1f}s] {text}")
+
+    def check(self, text: str, ok: bool, detail: str = "") -> None:
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        self.out(f"  {'PASS' if ok else 'FAIL'}  {text}" + (f"  ({detail})" if detail else ""))
+
+    def run(self, nodes: int = 2) -> int:
+        state = cluster.up(self.dir, nodes=nodes, out=lambda s: self.out("  " + s))
+        if len(state.nodes) < 2:
+            self.out("the demo needs at least 2 nodes")
+            return 1
+        api = state.api()
+        self.step("deploying: namespace demo, Deployment web (2 replicas, HTTP on 8080), "
+                  "Service web (ClusterIP) and web-nodeport (NodePort)")
+        keys: list[str] = []
+        for obj in OBJECTS:
+            keys += manifests.apply_one(api, _copy(obj), out=lambda s: self.out("    " + s))
+        missing = manifests.wait_ready(api, keys, timeout=60)
+        pods = {p["metadata"]["name"]: p for p in api.list("pods", NAMESPACE, labelSelector="app=web")}
+        for name in sorted(pods):
+            st = pods[name].get("status") or {}
+            self.step(f"pod {name}: scheduled on {pods[name]['spec'].get('nodeName')}, CNI ADD gave "
+                      f"{st.get('podIP')}, Ready={'no' if f'{NAMESPACE}/{name}' in missing else 'yes'}")
+        if missing:
+            self.check("pods became Ready", False, ", ".join(missing))
+            return self.finish()
+        svc = api.get("services", "web", NAMESPACE) or {}
+        nodeport_svc = api.get("services", "web-nodeport", NAMESPACE) or {}
+        vip = svc["spec"]["clusterIP"]
+        node_port = nodeport_svc["spec"]["ports"][0]["nodePort"]
+        self.step(f"service web: ClusterIP {vip}:80; web-nodeport: NodePort {GATEWAY_IP}:{node_port}")
+        a, b = (pods[n] for n in sorted(pods))
+        name_a, name_b = a["metadata"]["name"], b["metadata"]["name"]
+        ip_a, ip_b = a["status"]["podIP"], b["status"]["podIP"]
+        node_a, node_b = a["spec"]["nodeName"], b["spec"]["nodeName"]
+        ns_a, ns_b = (state.ns(f"pod-{NAMESPACE}-{n}") for n in (name_a, name_b))
+        both = {name_a, name_b}
+        self.out("")
+        self.step("checks (real packets through OVN)")
+        got = http_get(ns_a, f"http://{ip_b}:8080/")
+        self.check(f"pod-to-pod across nodes: {name_a} ({node_a}) -> {name_b} ({node_b}) {ip_b}:8080",
+                   got == name_b and node_a != node_b, f"answered {got!r}")
+        seen = answers(ns_a, f"http://{vip}:80/", both)
+        self.check(f"pod to service VIP: {name_a} -> {vip}:80, both backends answer", seen == both,
+                   f"answered by {sorted(seen)}")
+        for node, pod, ip in ((node_b, name_a, ip_a), (node_a, name_b, ip_b)):
+            got = http_get(state.ns(node), f"http://{ip}:8080/")
+            self.check(f"node to pod: {node} -> {pod} {ip}:8080 through management port k8s-{node}",
+                       got == pod, f"answered {got!r}")
+        seen = answers(state.ns("out"), f"http://{GATEWAY_IP}:{node_port}/", both)
+        self.check(f"outside to NodePort: outside ({OUTSIDE_IP}) -> {GATEWAY_IP}:{node_port}", bool(seen & both),
+                   f"answered by {sorted(seen)}")
+        log = f"{state.daemon_dir}/outside-http.access"
+        start = _size(log)
+        ok = all(http_get(ns, f"http://{OUTSIDE_IP}:{OUTSIDE_PORT}/") == "outside" for ns in (ns_a, ns_b))
+        sources = _sources(log, start)
+        self.check(f"pod to outside through SNAT: {name_a}, {name_b} -> {OUTSIDE_IP}:{OUTSIDE_PORT}, "
+                   f"seen from {GATEWAY_IP} only", ok and sources == [GATEWAY_IP], f"outside saw {sources}")
+        self.out("")
+        cluster.status(self.dir, out=lambda s: self.out("  " + s))
+        return self.finish()
+
+    def finish(self) -> int:
+        self.out("")
+        self.step(f"done: {self.passed} passed, {self.failed} failed")
+        self.out(("PASS" if self.failed == 0 else "FAIL") + f": {self.passed} passed, {self.failed} failed")
+        return 0 if self.failed == 0 else 1
+
+
+def _copy(obj: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(obj)
+
+
+def _size(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return len(f.read())
+    except FileNotFoundError:
+        return 0
+
+
+def _sources(path: str, start: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            lines = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    return sorted({line.split()[0] for line in lines if line.strip()})
+
+
+def main(directory: str, nodes: int = 2, keep: bool = False) -> int:
+    was_up = State.load(directory) is not None and not cluster.healthy(State.load(directory))  # type: ignore[arg-type]
+    demo = Demo(directory)
+    try:
+        return demo.run(nodes=nodes)
+    finally:
+        if keep or was_up:
+            print(f"\nsandbox {'kept' if keep else 'left up (it was up before the demo)'}: state in {directory}")
+            state = State.load(directory)
+            if state is not None:
+                flag = "" if directory == "/run/ovn-k8s-sandbox" else f" --state-dir {directory}"
+                print(f"  ovn-k8s-sandbox{flag} status")
+                print(f"  ovn-nbctl --db={state.nb} show")
+                print(f"  ip netns exec {state.ns('pod-demo-web-0')} curl -s http://<service VIP>/")
+                print(f"  ovn-k8s-sandbox{flag} down")
+        else:
+            cluster.down(directory, out=lambda s: print(f"\n{s}"))
