@@ -1,0 +1,217 @@
+"""ovn-k8s-sandbox end to end: the demo, and the API-driven flow (apply a service, scale pods up
+and down, delete) checked with real traffic each time. Each test has its own state directory
+(--state-dir), so a user's sandbox is never touched, and the sandbox is removed even when the
+test fails; afterwards no namespace, daemon or file of it may be left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ovn_k8s.lab.proc import alive, read_pid
+from ovn_k8s.sandbox.state import State, prefix_for
+
+pytestmark = pytest.mark.e2e
+SANDBOX = os.path.join(os.path.dirname(sys.executable), "ovn-k8s-sandbox")
+
+
+def sandbox(directory: str, *args: str, stdin: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SANDBOX, "--state-dir", directory, *args], capture_output=True, text=True,
+                          input=stdin, timeout=timeout, check=False)
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    return proc.stdout
+
+
+def namespaces(prefix: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(prefix + "-")]
+
+
+def pids_of(directory: str) -> list[int]:
+    return [pid for p in Path(directory).rglob("*.pid") if (pid := read_pid(str(p))) is not None]
+
+
+def assert_gone(directory: str, pids: list[int]) -> None:
+    prefix = prefix_for(directory)
+    assert namespaces(prefix) == []
+    assert not os.path.exists(directory)
+    assert not os.path.exists(f"/run/ovn-k8s-lab/{prefix}")
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in pids if alive(p)] == []
+
+
+@pytest.fixture
+def state_dir() -> Iterator[str]:
+    directory = f"/tmp/ok8s-sandbox-test-{uuid.uuid4().hex[:8]}"
+    try:
+        yield directory
+    finally:
+        sandbox(directory, "down")
+
+
+def curl(netns: str, url: str) -> str | None:
+    proc = subprocess.run(["ip", "netns", "exec", netns, "curl", "-s", "-m", "2", url], capture_output=True,
+                          text=True, timeout=10, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def answers(netns: str, url: str, tries: int = 40, want: set[str] | None = None) -> set[str]:
+    seen: set[str] = set()
+    for _ in range(tries):
+        got = curl(netns, url)
+        seen.add(got or "<no answer>")
+        if want is not None and want <= seen:
+            break
+    return seen
+
+
+def eventually(check, timeout: float = 15, what: str = ""):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.1)
+
+
+def test_demo_passes_and_leaves_nothing(state_dir: str) -> None:
+    t0 = time.monotonic()
+    proc = subprocess.Popen([SANDBOX, "--state-dir", state_dir, "demo", "--keep"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert time.monotonic() - t0 < 60, out
+    for check in ("pod-to-pod across nodes", "pod to service VIP", "node to pod: node2", "node to pod: node1",
+                  "outside to NodePort", "pod to outside through SNAT"):
+        assert any(line.strip().startswith("PASS") and check in line for line in out.splitlines()), \
+            f"no PASS for {check}:\n{out}"
+    assert "FAIL " not in out
+    assert "PASS: 6 passed, 0 failed" in out
+    # --keep left it up: the demo's objects are there and the daemons run.
+    status = ok(sandbox(state_dir, "status"))
+    assert "web-nodeport" in status and "STOPPED" not in status
+    pids = pids_of(state_dir)
+    assert len(pids) >= 16
+    ok(sandbox(state_dir, "down"))
+    assert_gone(state_dir, pids)
+
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: shop}
+spec:
+  replicas: %d
+  template:
+    metadata: {labels: {app: shop}}
+    spec:
+      containers: [{name: web, ports: [{containerPort: 9000}]}]
+"""
+SERVICE = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app, namespace: shop}
+spec:
+  type: NodePort
+  selector: {app: shop}
+  ports: [{port: 80, targetPort: 9000, name: http}]
+"""
+
+
+def test_api_flow_apply_scale_delete_with_traffic(state_dir: str, tmp_path: Path) -> None:
+    ok(sandbox(state_dir, "up", "--nodes", "2"))
+    state = State.load(state_dir)
+    assert state is not None
+    again = ok(sandbox(state_dir, "up"))
+    assert "already up" in again
+    out_ns, node2 = state.ns("out"), state.ns("node2")
+    svc_file = tmp_path / "svc.yaml"
+    svc_file.write_text(SERVICE)
+    ok(sandbox(state_dir, "apply", "-f", str(svc_file)))
+    ok(sandbox(state_dir, "apply", "-f", "-", "--wait", stdin=DEPLOYMENT % 1))
+    api = state.api()
+    svc = api.get("services", "app", "shop")
+    vip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
+    # One replica: the VIP (from a node, through its management port) and the NodePort (from
+    # the outside network) answer with it.
+    assert eventually(lambda: answers(node2, f"http://{vip}/", tries=3) == {"app-0"}, what="VIP -> app-0")
+    assert answers(out_ns, f"http://192.0.2.10:{node_port}/", tries=5) == {"app-0"}
+
+    # Scale up: three pods over two nodes, all behind the VIP.
+    ok(sandbox(state_dir, "apply", "-f", "-", "--wait", stdin=DEPLOYMENT % 3))
+    pods = {p["metadata"]["name"]: p for p in api.list("pods", "shop")}
+    assert set(pods) == {"app-0", "app-1", "app-2"}
+    assert {p["spec"]["nodeName"] for p in pods.values()} == {"node1", "node2"}
+    everyone = {"app-0", "app-1", "app-2"}
+    assert eventually(lambda: answers(node2, f"http://{vip}/", tries=60, want=everyone) == everyone,
+                      what="VIP -> all three")
+    # Pod to pod, on each pod's own address.
+    for name, pod in pods.items():
+        assert curl(state.ns("pod-shop-app-0"), f"http://{pod['status']['podIP']}:9000/") == name
+    status = ok(sandbox(state_dir, "status"))
+    for pod in pods.values():
+        assert f"{pod['status']['podIP']}:9000" in status
+
+    # Scale down: the extra pods' namespaces and logical ports go, the VIP answers app-0 only.
+    ok(sandbox(state_dir, "apply", "-f", "-", stdin=DEPLOYMENT % 1))
+    eventually(lambda: namespaces(state.prefix + "-pod-shop") == [f"{state.prefix}-pod-shop-app-0"],
+               what="pod namespaces of app-1 and app-2 deleted")
+    eventually(lambda: "shop_app-1" not in nb_ports(state) and "shop_app-2" not in nb_ports(state),
+               what="logical ports of app-1 and app-2 deleted")
+    assert eventually(lambda: answers(node2, f"http://{vip}/", tries=10) == {"app-0"}, what="VIP -> app-0 only")
+
+    # kubectl-style clients work with the sandbox's kubeconfig.
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(config_file=state.kubeconfig)
+    names = [p.metadata.name for p in client.CoreV1Api(api_client).list_namespaced_pod("shop").items]
+    assert names == ["app-0"]
+
+    # Delete the service: its VIP and load balancers go. Delete the deployment: its pod goes.
+    ok(sandbox(state_dir, "delete", "service", "app", "-n", "shop"))
+    eventually(lambda: not any(vip in line for line in nbctl(state, "lb-list").splitlines()), what="LB gone")
+    assert answers(node2, f"http://{vip}/", tries=2) == {"<no answer>"}
+    ok(sandbox(state_dir, "delete", "deployment", "app", "-n", "shop"))
+    eventually(lambda: namespaces(state.prefix + "-pod-") == [], what="app-0's namespace deleted")
+    assert sandbox(state_dir, "delete", "pod", "nope").returncode == 1
+
+    # A crash: kill the API server and an agent; down still removes everything.
+    pids = pids_of(state_dir)
+    for name in ("kubeapi", "agent-node1"):
+        pid = read_pid(f"{state.daemon_dir}/{name}.pid")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+    status = sandbox(state_dir, "status")
+    assert status.returncode == 1 and "STOPPED" in status.stdout
+    ok(sandbox(state_dir, "down"))
+    assert_gone(state_dir, pids)
+
+
+def nbctl(state: State, *args: str) -> str:
+    return subprocess.run(["ovn-nbctl", f"--db={state.nb}", *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def nb_ports(state: State) -> set[str]:
+    out = nbctl(state, "--format=json", "--columns=name", "list", "Logical_Switch_Port")
+    return {row[0] for row in json.loads(out)["data"]}
