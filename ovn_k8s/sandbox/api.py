@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,12 +20,14 @@ class ApiError(Exception):
 
 
 class Api:
-    def __init__(self, url: str, token: str | None = None, timeout: float = 10) -> None:
-        if not url.startswith("http://127."):
+    def __init__(self, url: str, token: str | None = None, timeout: float = 10,
+                 cafile: str | None = None) -> None:
+        if not url.startswith(("http://127.", "https://127.")):
             raise ValueError("the sandbox only talks to its API server on loopback")
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
 
     def path(self, resource: str, namespace: str | None = None, name: str | None = None) -> str:
         base = "/api/v1" if resource in CORE else "/apis/discovery.k8s.io/v1"
@@ -40,7 +43,7 @@ class Api:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self.context) as resp:
                 text = resp.read().decode()
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")

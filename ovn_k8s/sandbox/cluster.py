@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import time
 import urllib.request
@@ -109,8 +110,19 @@ def _build(directory: str, nodes: int, out: Out) -> State:
 
     # The API server, as its own process on loopback; the nodes reach it through a forwarder.
     d = state.daemon_dir
+    os.makedirs(d, exist_ok=True)
+    # https, so kubectl sends the token (client-go sends no credentials over plain http). The
+    # certificate names both addresses clients use: loopback here, the forwarder in the lab.
+    proc = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                           "-nodes", "-days", "365", "-subj", "/CN=ovn-k8s-sandbox",
+                           "-addext", f"subjectAltName=IP:127.0.0.1,IP:{state.central_ip}",
+                           "-keyout", state.api_key, "-out", state.api_cert],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SandboxError(f"openssl could not make the API server's certificate: {proc.stderr.strip()}")
     start_daemon(d, "kubeapi", python_module("ovn_k8s.kubeapi", "--listen", "127.0.0.1:0", "--token",
                                              state.token, "--kubeconfig-out", state.kubeconfig,
+                                             "--tls-cert", state.api_cert, "--tls-key", state.api_key,
                                              "--bookmark-interval", "5", "--log-level", "warning"))
     line = wait_log(f"{d}/kubeapi.log", "kubeapi listening on", 20, f"{d}/kubeapi.pid")
     state.api_port = int(line.rsplit(":", 1)[1])
@@ -127,7 +139,7 @@ def _build(directory: str, nodes: int, out: Out) -> State:
 
     # The topology, with our own commands, as an operator runs them on each node.
     env = {"OVN_K8S_CONFIG": "/dev/null", "OVN_K8S_K8S_API_SERVER": state.lab_api_url,
-           "OVN_K8S_K8S_API_TOKEN": state.token,
+           "OVN_K8S_K8S_API_TOKEN": state.token, "OVN_K8S_K8S_CA_CERTIFICATE": state.api_cert,
            # minion-init installs the CNI plugin it finds in PATH: ours, beside this Python.
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")}
 

@@ -4,7 +4,7 @@ Everything lives under one state directory (default /run/ovn-k8s-sandbox, or
 $OVN_K8S_SANDBOX_DIR, or --state-dir), so separate invocations find the running sandbox:
 
     <dir>/sandbox.json      prefix, nodes, API server port and token
-    <dir>/kubeconfig        for clients on this machine (http://127.0.0.1:PORT)
+    <dir>/kubeconfig        for clients on this machine (https://127.0.0.1:PORT, token, CA)
     <dir>/lab/              the lab (ovn_k8s.lab): central/, node<i>/, netns.list, pids/
     <dir>/lab/sandbox/      pid files and logs of the sandbox's own daemons
     <dir>/lab/pods/<node>/  pid files, logs and records of the pods each agent started
@@ -77,11 +77,20 @@ class State:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"https://127.0.0.1:{self.api_port}"
 
     @property
     def lab_api_url(self) -> str:
-        return f"http://{self.central_ip}:{API_PORT_IN_LAB}"
+        return f"https://{self.central_ip}:{API_PORT_IN_LAB}"
+
+    @property
+    def api_cert(self) -> str:
+        """The API server's self-signed certificate (also the CA clients trust)."""
+        return f"{self.daemon_dir}/api.crt"
+
+    @property
+    def api_key(self) -> str:
+        return f"{self.daemon_dir}/api.key"
 
     @property
     def nb(self) -> str:
@@ -115,7 +124,7 @@ class State:
     def api(self):  # type: ignore[no-untyped-def]
         from ovn_k8s.sandbox.api import Api
 
-        return Api(self.api_url, self.token)
+        return Api(self.api_url, self.token, cafile=self.api_cert)
 
 
 def python_module(module: str, *args: str) -> list[str]:
