@@ -31,8 +31,11 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -86,14 +89,17 @@ class Bench:
         self.lab.nbctl(*lsp_cmds[1:])
         return out
 
-    def start(self, exe: Sequence[str], command: str, pod: str, netns: str) -> subprocess.Popen[str]:
+    def start(self, exe: Sequence[str], command: str, pod: str, netns: str) -> Run:
         env = {"CNI_COMMAND": command, "CNI_CONTAINERID": f"c-{pod}", "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
                "CNI_PATH": "/opt/cni/bin", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                "PYTHONPATH": REPO,  # as a regular install would have it (and a broken easy-install.pth not)
                "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={pod}"}
+        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
         with open(self.conf_file, encoding="utf-8") as stdin:
-            return subprocess.Popen(["nsenter", f"--net=/run/netns/{self.node.netns}", *exe], stdin=stdin,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            # nsenter exec's the plugin: the PID is the plugin's, and wait4 gives its CPU time
+            proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{self.node.netns}", *exe], stdin=stdin,
+                                    stdout=out, stderr=err, env=env)
+        return Run(proc, out, err, time.perf_counter())
 
     def steps(self, offset: int, command: str = "ADD") -> dict[str, float]:
         """Median ms per step of `command`, from the plugin's "done" log lines after `offset`."""
@@ -110,11 +116,36 @@ class Bench:
                     per_step.setdefault(step, []).append(float(value))
         return {step: statistics.median(values) for step, values in per_step.items()}
 
-    def call(self, exe: Sequence[str], command: str, pod: str, netns: str) -> tuple[float, bool, str]:
-        t0 = time.perf_counter()
-        proc = self.start(exe, command, pod, netns)
-        out, err = proc.communicate(timeout=120)
-        return time.perf_counter() - t0, proc.returncode == 0, out + err
+    def call(self, exe: Sequence[str], command: str, pod: str, netns: str) -> Result:
+        return self.start(exe, command, pod, netns).finish()
+
+
+@dataclass
+class Result:
+    wall: float  # seconds from start to exit
+    cpu: float  # user + system seconds of the plugin process and the children it waited for
+    ok: bool
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Run:
+    proc: subprocess.Popen[bytes]
+    out: IO[str]
+    err: IO[str]
+    t0: float
+
+    def finish(self) -> Result:
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        wall = time.perf_counter() - self.t0
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        texts = []
+        for f in (self.out, self.err):
+            f.seek(0)
+            texts.append(f.read())
+            f.close()
+        return Result(wall, usage.ru_utime + usage.ru_stime, self.proc.returncode == 0, *texts)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -122,8 +153,25 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
+LAZY = """
+import gc, json, time
+gc.disable()  # as the executable does
+t0 = time.perf_counter()
+import ovn_k8s.cni.plugin
+t1 = time.perf_counter()
+from ovn_k8s.cni import kubeapi, netns
+kubeapi.make_client(kubeapi.connection_params(kubeapi.ApiSettings(server="http://127.0.0.1:1"), dict)).close()
+t2 = time.perf_counter()
+netns._pr2()
+t3 = time.perf_counter()
+print(json.dumps([t1 - t0, t2 - t1, t3 - t2]))
+"""
+
+
 def import_time() -> dict[str, float]:
-    """Cumulative import time of the plugin module (-X importtime) and bare interpreter start."""
+    """What process start and imports cost: the bare interpreter, the plugin module's imports
+    (-X importtime, cumulative), the imports ADD adds on its way (requests through
+    ovn_k8s.kube, the pyroute2 parts), and VERSION as a whole process."""
     env = dict(os.environ, PYTHONPATH=REPO)
 
     def run(args: list[str]) -> float:
@@ -131,16 +179,21 @@ def import_time() -> dict[str, float]:
         subprocess.run(args, check=True, capture_output=True, env=env)
         return time.perf_counter() - t0
 
-    runs = [subprocess.run([sys.executable, "-X", "importtime", "-c", "import ovn_k8s.cni.plugin"],
-                           capture_output=True, text=True, check=True, env=env).stderr for _ in range(5)]
+    runs = [subprocess.run([sys.executable, "-X", "importtime", "-c", "import gc; gc.disable(); "
+                            "import ovn_k8s.cni.plugin"], capture_output=True, text=True, check=True, env=env).stderr
+            for _ in range(7)]
     cumulative = []
     for text in runs:
         line = next(ln for ln in text.splitlines() if ln.rstrip().endswith("| ovn_k8s.cni.plugin"))
         cumulative.append(int(line.split("|")[1]) / 1e6)
+    lazy = [json.loads(subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, check=True,
+                                      env=env).stdout) for _ in range(7)]
     version = json.dumps({"cniVersion": "1.0.0"})
     return {
-        "python -c pass": statistics.median(run([sys.executable, "-c", "pass"]) for _ in range(10)),
+        "python -c pass (interpreter start)": statistics.median(run([sys.executable, "-c", "pass"]) for _ in range(10)),
         "import ovn_k8s.cni.plugin (-X importtime, cumulative)": statistics.median(cumulative),
+        "+ ADD's lazy import of the API client (requests)": statistics.median(x[1] for x in lazy),
+        "+ ADD/DEL's lazy import of the pyroute2 parts": statistics.median(x[2] for x in lazy),
         "VERSION, whole process (direct)": statistics.median(
             run(["sh", "-c", f"echo '{version}' | CNI_COMMAND=VERSION {' '.join(EXES['direct'])} >/dev/null"])
             for _ in range(10)),
@@ -169,59 +222,57 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--master-switch-subnet={SUBNET}.0/24")
         fwd = Forwarder(lab.ns("central"), lab.central_ip, api.port)
         bench = Bench(lab, node, api, fwd.url)
-        bench.call(EXES["direct"], "ADD", *bench.pods(1)[0])  # warm the page cache and ovn-controller
+        assert bench.call(EXES["direct"], "ADD", *bench.pods(1)[0]).ok  # warm the page cache and ovn-controller
         load_before = os.getloadavg()[0]
         ms = lambda v: f"{v * 1000:.0f} ms"  # noqa: E731
 
         for name in exes:
             pods = bench.pods(args.pods)
             offset = os.path.getsize(bench.log)
-            adds, dels, failures = [], [], 0
-            for pod, netns in pods:
-                dt, ok, out = bench.call(EXES[name], "ADD", pod, netns)
-                adds.append(dt)
-                failures += not ok
-                if not ok:
-                    print(f"ADD {pod} failed: {out}", file=sys.stderr)
+            adds = [bench.call(EXES[name], "ADD", pod, netns) for pod, netns in pods]
             steps = bench.steps(offset)
             offset = os.path.getsize(bench.log)
-            for pod, netns in pods:
-                dt, ok, out = bench.call(EXES[name], "DEL", pod, netns)
-                dels.append(dt)
-                failures += not ok
+            dels = [bench.call(EXES[name], "DEL", pod, netns) for pod, netns in pods]
             del_steps = bench.steps(offset, "DEL")
-            rows += [(f"ADD p50 / p99, annotation present ({name}, n={len(adds)})",
-                      f"{ms(pct(adds, 50))} / {ms(pct(adds, 99))}"),
-                     (f"DEL p50 / p99 ({name}, n={len(dels)})", f"{ms(pct(dels, 50))} / {ms(pct(dels, 99))}"),
-                     (f"ADD inside the process, median per step ({name})",
+            for result in adds + dels:
+                if not result.ok:
+                    print(f"call failed: {result.stdout} {result.stderr}", file=sys.stderr)
+            for command, results in (("ADD", adds), ("DEL", dels)):
+                walls, cpus = [r.wall for r in results], [r.cpu for r in results]
+                rows.append((f"{command} wall p50 / p99 ({name}, n={len(results)})",
+                             f"{ms(pct(walls, 50))} / {ms(pct(walls, 99))}"))
+                rows.append((f"{command} CPU (user+sys) p50 ({name})", ms(pct(cpus, 50))))
+            rows += [(f"ADD inside the process, median per step ({name})",
                       ", ".join(f"{k} {v:.0f}" for k, v in steps.items()) + " ms"),
                      (f"DEL inside the process, median per step ({name})",
                       ", ".join(f"{k} {v:.0f}" for k, v in del_steps.items()) + " ms"),
-                     (f"failures ({name})", str(failures))]
+                     (f"failures ({name})", str(sum(not r.ok for r in adds + dels)))]
 
         for name in exes:
             pods = bench.pods(args.burst)
             t0 = time.perf_counter()
-            procs = [bench.start(EXES[name], "ADD", pod, netns) for pod, netns in pods]
-            results = [(p.communicate(timeout=300), p.returncode) for p in procs]
+            runs = [bench.start(EXES[name], "ADD", pod, netns) for pod, netns in pods]
+            results = [run.finish() for run in runs]
             wall = time.perf_counter() - t0
-            failed = [out + err for (out, err), rc in results if rc != 0]
-            for out in failed[:3]:
-                print(f"burst ADD failed: {out}", file=sys.stderr)
-            hosts = {json.loads(out)["interfaces"][0]["name"] for (out, _), rc in results if rc == 0}
+            failed = [r for r in results if not r.ok]
+            for r in failed[:3]:
+                print(f"burst ADD failed: {r.stdout} {r.stderr}", file=sys.stderr)
+            hosts = {json.loads(r.stdout)["interfaces"][0]["name"] for r in results if r.ok}
             bound = set(node.vsctl("--bare", "--columns=name", "find", "interface",
                                    "external_ids:ovn-installed=true").split())
             offset = os.path.getsize(bench.log)
             t0 = time.perf_counter()
-            procs = [bench.start(EXES[name], "DEL", pod, netns) for pod, netns in pods]
-            del_failed = sum(p.wait(timeout=300) != 0 for p in procs)
+            del_results = [run.finish() for run in [bench.start(EXES[name], "DEL", pod, netns)
+                                                    for pod, netns in pods]]
             del_wall = time.perf_counter() - t0
             burst_del_steps = bench.steps(offset, "DEL")
             rows += [(f"{args.burst} ADDs at once on one node ({name}): wall, pods/s",
                       f"{wall:.2f} s, {args.burst / wall:.1f} pods/s"),
                      (f"  failures, distinct interfaces, bound by OVN ({name})",
                       f"{len(failed)}, {len(hosts)}, {len(hosts & bound)}"),
-                     (f"{args.burst} DELs at once ({name}): wall, failures", f"{del_wall:.2f} s, {del_failed}"),
+                     ("  CPU per ADD p50 (user+sys)", ms(pct([r.cpu for r in results], 50))),
+                     (f"{args.burst} DELs at once ({name}): wall, failures",
+                      f"{del_wall:.2f} s, {sum(not r.ok for r in del_results)}"),
                      ("  DEL inside the process, median per step",
                       ", ".join(f"{k} {v:.0f}" for k, v in burst_del_steps.items()) + " ms")]
         rows.append(("load average (1 min) before / after", f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"))
