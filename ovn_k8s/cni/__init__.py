@@ -3,8 +3,15 @@
 - `protocol`: CNI wire protocol (env + stdin -> `CniRequest`; results, errors, VERSION -> stdout JSON;
   `run()` as the plugin's main). Pure: no I/O besides what `run()` is handed.
 - `netns`: the pod's veth pair and its configuration inside the pod network namespace, over netlink.
+- `ovsdb`: the pod's port on the integration bridge and the wait for OVN's binding, over the
+  python-ovs IDL.
+- `kubeapi`: where the API server is, the pod's `ovn` annotation and ADD's wait for it.
+- `plugin`: ADD, DEL and CHECK on top of those, and the executable's `main`.
 
-The plugin runs once per pod ADD/DEL/CHECK, so nothing under `ovn_k8s.cni` may import `kubernetes`,
-`ovsdbapp`, `requests` or `yaml` (style-and-architecture.md V11: ~0.5 s of imports per call).
+The plugin runs once per pod ADD/DEL/CHECK, so nothing under `ovn_k8s.cni` may import `kubernetes`
+or `ovsdbapp` (style-and-architecture.md V11: ~0.5 s of imports per call), and importing any of
+these modules loads neither `requests`, `yaml` nor `pyroute2`: ADD loads `requests` (through
+`ovn_k8s.kube.rest`) when it asks for the annotation, `yaml` only for a kubeconfig, and
+pyroute2 on the first netlink call. tests/unit/test_cni_protocol.py checks both rules.
 This package's `__init__` imports nothing on purpose.
 """
