@@ -26,9 +26,11 @@ from ovn_k8s.sandbox.state import (
     API_PORT_IN_LAB,
     CLUSTER,
     GATEWAY_IP,
+    HOST_SERVICE_PORT,
     OUTSIDE_IP,
     OUTSIDE_PORT,
     SERVICE_RANGE,
+    SHARED_GATEWAY_IP,
     State,
     daemon_alive,
     node_subnet,
@@ -40,7 +42,8 @@ from ovn_k8s.sandbox.state import (
 
 Out = Callable[[str], None]
 # Our own daemons, stopped first on down (before the lab's OVS/OVN daemons and the pods).
-SANDBOX_DAEMONS = ("agent-*", "controllers", "watcher", "forwarder", "kubeapi", "outside-http")
+SANDBOX_DAEMONS = ("agent-*", "controllers", "gateway-helper-*", "watcher", "forwarder", "kubeapi",
+                   "outside-http", "host-http-*")
 
 
 def exe(name: str) -> str:
@@ -169,6 +172,8 @@ def _build(directory: str, nodes: int, out: Out) -> State:
             f"--default-gw={OUTSIDE_IP}")
     state.gateways["node1"] = GATEWAY_IP
     state.save()
+    if len(names) > 1:
+        _shared_nic_gateway(state, lab, "node2", env, step)
 
     api = state.api()
     for i, name in enumerate(names, start=1):
@@ -179,6 +184,18 @@ def _build(directory: str, nodes: int, out: Out) -> State:
                                                       {"type": "Hostname", "address": name}],
                                         "conditions": [{"type": "Ready", "status": "True"}]}})
 
+    if state.shared_nic:
+        n = lab.nodes[state.shared_nic]
+        start_daemon(d, f"gateway-helper-{n.name}",
+                     [exe("ovn-k8s-gateway-helper"), "--physical-bridge=breth1", "--physical-interface=eth1",
+                      f"--node-name={n.name}", f"--ovs-db={n.ovs_db}", f"--k8s-api-server={state.lab_api_url}",
+                      f"--k8s-api-token={state.token}", f"--k8s-ca-certificate={state.api_cert}",
+                      "--log-level=info", f"--log-file={d}/gateway-helper-{n.name}.log"],
+                     netns=n.netns, env=n.env)
+        # A service of the host itself on the shared address: it must stay the host's.
+        start_daemon(d, f"host-http-{n.name}", python_module("ovn_k8s.sandbox.podserver", f"{n.name}-host",
+                                                             str(HOST_SERVICE_PORT), f"{d}/host-http-{n.name}.access"),
+                     netns=n.netns)
     start_daemon(d, "watcher", [exe("ovn-k8s-watcher"), f"--ovn-nb={lab.nb}", f"--kubeconfig={state.kubeconfig}",
                                 "--log-level=info", f"--log-file={d}/watcher.log", "--ovs-db=unix:/nonexistent/db.sock",
                                 "--metrics-address=127.0.0.1:0"])
@@ -202,6 +219,33 @@ def _build(directory: str, nodes: int, out: Out) -> State:
     step("ovn-k8s-watcher, scheduler + endpoints controller, one agent per node (the kubelet) started")
     step(f"sandbox up: kubeconfig {state.kubeconfig}")
     return state
+
+
+def _shared_nic_gateway(state: State, lab: Lab, name: str, env: dict[str, str], step: Callable[[str], None]) -> None:
+    """`name` becomes a gateway on its one NIC eth1, shared with its host (docs/gateway-helper.md):
+    the host address moves to breth1 (nics-to-bridge), gateway-init --bridge-interface gives
+    GR_<name> the same MAC and address, ovn-k8s-gateway-helper sorts the packets."""
+    n = lab.nodes[name]
+    lab.connect_outside(n)
+    n.exec(["ip", "addr", "add", f"{SHARED_GATEWAY_IP}/24", "dev", "eth1"])
+    base = [f"--ovs-db={n.ovs_db}"]
+    proc = n.exec([exe("ovn-k8s-util"), "nics-to-bridge", "eth1", *base], check=False, env=env)
+    if proc.returncode != 0:
+        raise SandboxError(f"ovn-k8s-util nics-to-bridge eth1 on {name} failed: {proc.stderr.strip()}")
+    step(f"{name}$ ovn-k8s-util nics-to-bridge eth1")
+    # Userspace datapath: the node's kernel also sees eth1's frames and would RST the router's
+    # connections to its own address; rp_filter drops those copies (docs/testing.md).
+    n.exec(["sysctl", "-qw", "net.ipv4.conf.eth1.rp_filter=1"])
+    proc = n.exec([exe("ovn-k8s-overlay"), "gateway-init", f"--node-name={name}", f"--cluster-ip-subnet={CLUSTER}",
+                   "--bridge-interface=breth1", f"--physical-ip={SHARED_GATEWAY_IP}/24",
+                   f"--default-gw={OUTSIDE_IP}", *base, f"--ovn-nb={lab.nb}"], check=False, env=env)
+    if proc.returncode != 0:
+        raise SandboxError(f"ovn-k8s-overlay gateway-init on {name} failed: {proc.stderr.strip()}")
+    step(f"{name}$ ovn-k8s-overlay gateway-init --bridge-interface=breth1 --physical-ip={SHARED_GATEWAY_IP}/24 "
+         f"--default-gw={OUTSIDE_IP}   (shared NIC)")
+    state.gateways[name] = SHARED_GATEWAY_IP
+    state.shared_nic = name
+    state.save()
 
 
 def _ok(url: str) -> bool:

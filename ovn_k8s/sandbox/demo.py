@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ovn_k8s.sandbox import cluster, manifests
-from ovn_k8s.sandbox.state import GATEWAY_IP, OUTSIDE_IP, OUTSIDE_PORT, State
+from ovn_k8s.sandbox.state import HOST_SERVICE_PORT, OUTSIDE_IP, OUTSIDE_PORT, State
 
 NAMESPACE = "demo"
 OBJECTS: list[dict[str, Any]] = [
@@ -89,7 +89,8 @@ class Demo:
         nodeport_svc = api.get("services", "web-nodeport", NAMESPACE) or {}
         vip = svc["spec"]["clusterIP"]
         node_port = nodeport_svc["spec"]["ports"][0]["nodePort"]
-        self.step(f"service web: ClusterIP {vip}:80; web-nodeport: NodePort {GATEWAY_IP}:{node_port}")
+        gateways = ", ".join(f"{ip}:{node_port} ({n})" for n, ip in sorted(state.gateways.items()))
+        self.step(f"service web: ClusterIP {vip}:80; web-nodeport: NodePort on the gateways {gateways}")
         a, b = (pods[n] for n in sorted(pods))
         name_a, name_b = a["metadata"]["name"], b["metadata"]["name"]
         ip_a, ip_b = a["status"]["podIP"], b["status"]["podIP"]
@@ -108,15 +109,25 @@ class Demo:
             got = http_get(state.ns(node), f"http://{ip}:8080/")
             self.check(f"node to pod: {node} -> {pod} {ip}:8080 through management port k8s-{node}",
                        got == pod, f"answered {got!r}")
-        seen = answers(state.ns("out"), f"http://{GATEWAY_IP}:{node_port}/", both)
-        self.check(f"outside to NodePort: outside ({OUTSIDE_IP}) -> {GATEWAY_IP}:{node_port}", bool(seen & both),
-                   f"answered by {sorted(seen)}")
+        for gw, gw_ip in sorted(state.gateways.items()):
+            how = "one NIC shared with the host, ovn-k8s-gateway-helper" if gw == state.shared_nic else "own NIC"
+            seen = answers(state.ns("out"), f"http://{gw_ip}:{node_port}/", both)
+            self.check(f"outside to NodePort: outside ({OUTSIDE_IP}) -> {gw_ip}:{node_port} on {gw} ({how})",
+                       bool(seen & both), f"answered by {sorted(seen)}")
+        if state.shared_nic:
+            host_ip = state.gateways[state.shared_nic]
+            got = http_get(state.ns("out"), f"http://{host_ip}:{HOST_SERVICE_PORT}/")
+            self.check(f"outside to {state.shared_nic}'s own server on the shared NIC {host_ip}:{HOST_SERVICE_PORT}",
+                       got == f"{state.shared_nic}-host", f"answered {got!r}")
         log = f"{state.daemon_dir}/outside-http.access"
         start = _size(log)
-        ok = all(http_get(ns, f"http://{OUTSIDE_IP}:{OUTSIDE_PORT}/") == "outside" for ns in (ns_a, ns_b))
+        ok = all(http_get(ns, f"http://{OUTSIDE_IP}:{OUTSIDE_PORT}/") == "outside" for ns in (ns_a, ns_b)
+                 for _ in range(3))
         sources = _sources(log, start)
+        snat = sorted(state.gateways.values())
         self.check(f"pod to outside through SNAT: {name_a}, {name_b} -> {OUTSIDE_IP}:{OUTSIDE_PORT}, "
-                   f"seen from {GATEWAY_IP} only", ok and sources == [GATEWAY_IP], f"outside saw {sources}")
+                   f"seen from gateway addresses only {snat}", ok and bool(sources) and set(sources) <= set(snat),
+                   f"outside saw {sources}")
         self.out("")
         cluster.status(self.dir, out=lambda s: self.out("  " + s))
         return self.finish()

@@ -32,8 +32,10 @@ CLUSTER = "10.244.0.0/16"
 SERVICE_RANGE = "10.96.0.0/16"
 OUTSIDE_IP = "192.0.2.1"
 GATEWAY_IP = "192.0.2.10"
+SHARED_GATEWAY_IP = "192.0.2.20"   # node2's host address on its one NIC, shared with GR_node2
 API_PORT_IN_LAB = 6443   # where the nodes reach the API server: <central_ip>:6443 (a forwarder)
 OUTSIDE_PORT = 8080
+HOST_SERVICE_PORT = 22             # the shared-NIC node's own HTTP server ("ssh"), on its host address
 
 
 def state_dir(explicit: str | None = None) -> str:
@@ -61,6 +63,7 @@ class State:
     central_ip: str = ""
     encap_ips: dict[str, str] = field(default_factory=dict)
     gateways: dict[str, str] = field(default_factory=dict)   # node -> physical IP
+    shared_nic: str = ""                                      # the shared-NIC gateway node
     created: float = 0.0
 
     @property

@@ -98,16 +98,17 @@ def test_demo_passes_and_leaves_nothing(state_dir: str) -> None:
     assert proc.returncode == 0, out
     assert time.monotonic() - t0 < 60, out
     for check in ("pod-to-pod across nodes", "pod to service VIP", "node to pod: node2", "node to pod: node1",
-                  "outside to NodePort", "pod to outside through SNAT"):
+                  "-> 192.0.2.10:30000 on node1 (own NIC)", "-> 192.0.2.20:30000 on node2 (one NIC shared",
+                  "node2's own server on the shared NIC", "pod to outside through SNAT"):
         assert any(line.strip().startswith("PASS") and check in line for line in out.splitlines()), \
             f"no PASS for {check}:\n{out}"
     assert "FAIL " not in out
-    assert "PASS: 6 passed, 0 failed" in out
+    assert "PASS: 8 passed, 0 failed" in out
     # --keep left it up: the demo's objects are there and the daemons run.
     status = ok(sandbox(state_dir, "status"))
     assert "web-nodeport" in status and "STOPPED" not in status
     pids = pids_of(state_dir)
-    assert len(pids) >= 16
+    assert len(pids) >= 18
     ok(sandbox(state_dir, "down"))
     assert_gone(state_dir, pids)
 
@@ -155,7 +156,9 @@ def test_api_flow_apply_scale_delete_with_traffic(state_dir: str, tmp_path: Path
     # One replica: the VIP (from a node, through its management port) and the NodePort (from
     # the outside network) answer with it.
     assert eventually(lambda: answers(node2, f"http://{vip}/", tries=3) == {"app-0"}, what="VIP -> app-0")
-    assert answers(out_ns, f"http://192.0.2.10:{node_port}/", tries=5) == {"app-0"}
+    for gateway in ("192.0.2.10", "192.0.2.20"):   # node1's own NIC, node2's shared NIC
+        assert eventually(lambda g=gateway: answers(out_ns, f"http://{g}:{node_port}/", tries=3) == {"app-0"},
+                          what=f"NodePort on {gateway}")
 
     # Scale up: three pods over two nodes, all behind the VIP.
     ok(sandbox(state_dir, "apply", "-f", "-", "--wait", stdin=DEPLOYMENT % 3))
