@@ -318,7 +318,7 @@ def status(directory: str, out: Out = print) -> int:
                                        for c in obj["status"].get("conditions", [])) else "?"
         roles = ["master"] if i == 1 else []
         if name in state.gateways:
-            roles.append(f"gateway {state.gateways[name]}")
+            roles.append(f"gateway {state.gateways[name]}" + (" (shared NIC)" if name == state.shared_nic else ""))
         controller = "up" if daemon_alive(f"{state.node_dir(name)}/ovn-controller.pid") else "DOWN"
         rows.append([name, ready, node_subnet(i), state.encap_ips.get(name, "?"), ",".join(roles) or "-",
                      controller, str(count.get(name, 0))])
@@ -330,10 +330,13 @@ def status(directory: str, out: Out = print) -> int:
     for p in sorted(pods, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
         st = p.get("status") or {}
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
-        rows.append([p["metadata"]["namespace"], p["metadata"]["name"], p["spec"].get("nodeName") or "<pending>",
-                     st.get("podIP") or "-", st.get("phase", "?"), "yes" if ready else "no"])
+        node = p["spec"].get("nodeName") or ""
+        pidfile = f"{state.pods_dir(node)}/{p['metadata']['namespace']}_{p['metadata']['name']}.pid"
+        process = "-" if not node else ("running" if daemon_alive(pidfile) else "none")
+        rows.append([p["metadata"]["namespace"], p["metadata"]["name"], node or "<pending>",
+                     st.get("podIP") or "-", st.get("phase", "?"), "yes" if ready else "no", process])
     out("PODS")
-    for line in table(rows, ["NAMESPACE", "NAME", "NODE", "IP", "PHASE", "READY"]):
+    for line in table(rows, ["NAMESPACE", "NAME", "NODE", "IP", "PHASE", "READY", "PROCESS"]):
         out("  " + line)
     out("")
     rows = []
