@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"where the sandbox keeps its state (default: ${ENV_DIR} or {DEFAULT_DIR})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("up", help="start the sandbox (does nothing if it already runs)")
-    p.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    p.add_argument("--nodes", type=int, help="number of nodes (default 2; a running sandbox with "
+                                              "another number is rebuilt)")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="remove every namespace, link, daemon and file of the sandbox")
     p.set_defaults(func=cmd_down)
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_delete)
     p = sub.add_parser("demo", help="bring the sandbox up, deploy two pods and a service, check "
                                     "traffic with PASS/FAIL marks")
-    p.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    p.add_argument("--nodes", type=int, help="number of nodes (default 2, or the running sandbox's)")
     p.add_argument("--keep", action="store_true", help="leave the sandbox up afterwards")
     p.set_defaults(func=cmd_demo)
     return parser

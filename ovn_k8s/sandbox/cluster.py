@@ -70,10 +70,14 @@ def healthy(state: State) -> list[str]:
     return [name for name, pidfile in daemons(state) if not daemon_alive(pidfile)]
 
 
-def up(directory: str, nodes: int = 2, out: Out = print) -> State:
+def up(directory: str, nodes: int | None = None, out: Out = print) -> State:
+    """Start the sandbox with `nodes` nodes (default 2). A running, healthy sandbox is left as it
+    is when `nodes` is None or matches; one with a dead daemon is rebuilt."""
     state = State.load(directory)
     if state is not None:
         dead = healthy(state)
+        if nodes is None:
+            nodes = len(state.nodes) or 2
         if not dead and len(state.nodes) == nodes:
             out(f"sandbox already up in {directory} ({len(state.nodes)} nodes)")
             return state
@@ -82,7 +86,7 @@ def up(directory: str, nodes: int = 2, out: Out = print) -> State:
         down(directory, out=lambda _s: None)
     elif os.path.exists(f"{directory}/lab"):
         down(directory, out=lambda _s: None)   # leftovers of a crashed 'up'
-    return _build(directory, nodes, out)
+    return _build(directory, nodes or 2, out)
 
 
 def _build(directory: str, nodes: int, out: Out) -> State:

@@ -65,7 +65,7 @@ class Demo:
             self.failed += 1
         self.out(f"  {'PASS' if ok else 'FAIL'}  {text}" + (f"  ({detail})" if detail else ""))
 
-    def run(self, nodes: int = 2) -> int:
+    def run(self, nodes: int | None = None) -> int:
         state = cluster.up(self.dir, nodes=nodes, out=lambda s: self.out("  " + s))
         if len(state.nodes) < 2:
             self.out("the demo needs at least 2 nodes")
@@ -163,7 +163,7 @@ def _sources(path: str, start: int) -> list[str]:
     return sorted({line.split()[0] for line in lines if line.strip()})
 
 
-def main(directory: str, nodes: int = 2, keep: bool = False) -> int:
+def main(directory: str, nodes: int | None = None, keep: bool = False) -> int:
     was_up = State.load(directory) is not None and not cluster.healthy(State.load(directory))  # type: ignore[arg-type]
     demo = Demo(directory)
     try:
