@@ -78,6 +78,8 @@ def up(directory: str, nodes: int | None = None, out: Out = print) -> State:
         dead = healthy(state)
         if nodes is None:
             nodes = len(state.nodes) or 2
+        if not state.complete:
+            dead = dead or ["(an earlier 'up' did not finish)"]
         if not dead and len(state.nodes) == nodes:
             out(f"sandbox already up in {directory} ({len(state.nodes)} nodes)")
             return state
@@ -220,6 +222,8 @@ def _build(directory: str, nodes: int, out: Out) -> State:
         if time.monotonic() > deadline or not daemon_alive(f"{d}/outside-http.pid"):
             raise SandboxError(f"the outside HTTP server did not start; see {d}/outside-http.log")
         time.sleep(0.05)
+    state.complete = True
+    state.save()
     step("ovn-k8s-watcher, scheduler + endpoints controller, one agent per node (the kubelet) started")
     step(f"sandbox up: kubeconfig {state.kubeconfig}")
     return state
@@ -300,6 +304,9 @@ def status(directory: str, out: Out = print) -> int:
     rc = 0
     out(f"sandbox {directory}  (namespaces {state.prefix}-*, kubeconfig {state.kubeconfig})")
     out(f"  NB: ovn-nbctl --db={state.nb} show")
+    if not state.complete:
+        out("  INCOMPLETE: the 'up' that made it did not finish; run 'up' again to rebuild it, or 'down'")
+        rc = 1
     out("")
     try:
         api = state.api()

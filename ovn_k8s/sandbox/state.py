@@ -65,6 +65,7 @@ class State:
     gateways: dict[str, str] = field(default_factory=dict)   # node -> physical IP
     shared_nic: str = ""                                      # the shared-NIC gateway node
     created: float = 0.0
+    complete: bool = False      # set once 'up' finished; an interrupted 'up' leaves it False
 
     @property
     def lab_dir(self) -> str:

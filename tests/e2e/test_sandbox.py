@@ -218,3 +218,24 @@ def nbctl(state: State, *args: str) -> str:
 def nb_ports(state: State) -> set[str]:
     out = nbctl(state, "--format=json", "--columns=name", "list", "Logical_Switch_Port")
     return {row[0] for row in json.loads(out)["data"]}
+
+
+def test_interrupted_up_is_reported_rebuilt_and_removed(state_dir: str) -> None:
+    proc = subprocess.Popen([SANDBOX, "--state-dir", state_dir, "up"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        eventually(lambda: (s := State.load(state_dir)) is not None and s.api_port > 0, 60,
+                   what="the API server of the first 'up'")
+    finally:
+        proc.kill()
+        proc.wait(10)
+    first = pids_of(state_dir)
+    status = sandbox(state_dir, "status")
+    assert status.returncode == 1 and "INCOMPLETE" in status.stdout
+    again = ok(sandbox(state_dir, "up"))
+    assert "rebuilding" in again and "sandbox up" in again
+    assert [p for p in first if alive(p)] == []          # the half-made sandbox is gone
+    assert "INCOMPLETE" not in ok(sandbox(state_dir, "status"))
+    second = pids_of(state_dir)
+    ok(sandbox(state_dir, "down"))
+    assert_gone(state_dir, first + second)
