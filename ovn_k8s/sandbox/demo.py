@@ -101,7 +101,8 @@ class Demo:
         self.step("checks (real packets through OVN)")
         got = http_get(ns_a, f"http://{ip_b}:8080/")
         self.check(f"pod-to-pod across nodes: {name_a} ({node_a}) -> {name_b} ({node_b}) {ip_b}:8080",
-                   got == name_b and node_a != node_b, f"answered {got!r}")
+                   got == name_b and node_a != node_b,
+                   f"answered {got!r}" if node_a != node_b else f"both pods are on {node_a}")
         seen = answers(ns_a, f"http://{vip}:80/", both)
         self.check(f"pod to service VIP: {name_a} -> {vip}:80, both backends answer", seen == both,
                    f"answered by {sorted(seen)}")
