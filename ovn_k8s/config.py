@@ -89,9 +89,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("k8s_ca_certificate_data", "the API server's CA certificate itself (PEM, literal \\n "
            "allowed), written to --k8s-ca-certificate when that file does not exist (OVS "
            "external_ids:k8s-ca-certificate)", ovs_key="k8s-ca-certificate", metavar="PEM"),
-    Option("pod_batch_size", "most pods written to the NB in one transaction", default=500,
+    Option("pod_batch_size", "most pods written to the NB in one transaction", default=200,
            file_key="pod_batch_size", type=int, metavar="N"),
-    Option("annotation_workers", "pod annotation PATCH requests in flight at once", default=16,
+    Option("annotation_workers", "pod annotation PATCH requests in flight at once", default=8,
            file_key="annotation_workers", type=int, metavar="N"),
     Option("max_retries", "retries of a failed object (backoff 5 ms doubling up to 60 s) "
            "before giving up on it with an error log and a Kubernetes Event", default=15,

@@ -380,26 +380,33 @@ class Watcher:
         recorder = EventRecorder(self.kube)
         self._recorder = recorder
         self._annotator = annotator
-        self.nb = self._retry(f"NB {cfg.ovn_nb}", lambda: common.connect_nb(cfg))
-        if self.nb is None:
-            return 0
-        self.pods = PodController(nb=self.nb, annotator=annotator, metrics=self.metrics,
-                                  recorder=recorder, batch_size=cfg.pod_batch_size,
-                                  annotate_workers=cfg.annotation_workers,
-                                  max_retries=cfg.max_retries, timeout=cfg.timeout)
+        # The informers list while the NB connection downloads the NB: both take seconds at
+        # 10k pods, and neither needs the other until the sync.
         use_slices = self._slices_served(self.kube)
         if self.stop.is_set():
             return self._exit_status()
-        self.services = ServiceController(nb=self.nb, metrics=self.metrics, recorder=recorder,
+        self.pods = PodController(nb=None, annotator=annotator, metrics=self.metrics,
+                                  recorder=recorder, batch_size=cfg.pod_batch_size,
+                                  annotate_workers=cfg.annotation_workers,
+                                  max_retries=cfg.max_retries, timeout=cfg.timeout)
+        self.services = ServiceController(nb=None, metrics=self.metrics, recorder=recorder,
                                           use_slices=use_slices, batch_size=cfg.pod_batch_size,
                                           max_retries=cfg.max_retries, timeout=cfg.timeout,
                                           nodeport_mode=cfg.nodeport_mode,
                                           affinity_mode=cfg.affinity_mode)
-        self._setup_nb(self.nb)
         self._start_informers(self.kube)
+        self.nb = self._retry(f"NB {cfg.ovn_nb}", lambda: common.connect_nb(cfg))
+        if self.nb is None:
+            return self._exit_status()
+        self.pods.nb = self.nb
+        self.services.attach_nb(self.nb)
+        self._setup_nb(self.nb)
         if not self._wait("the first list of every watched resource",
                           lambda: all(i.synced.is_set() for i in self.informers)):
             return self._exit_status()
+        idl = self.nb.idl
+        self._wait("the NB's answer to the lock request",
+                   lambda: idl.has_lock or idl.is_lock_contended)
         if not self.has_lock():
             LOG.warning("standby: another %s holds the NB lock %s; waiting for it", PROG,
                         NB_LOCK)

@@ -37,13 +37,13 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ovn_k8s import naming
 from ovn_k8s.build.pods import NodeSwitch, PodPort, annotated_ip, annotation_current, pod_port
 from ovn_k8s.errors import InvalidObject, OvnK8sError
-from ovn_k8s.kube.errors import KubeError, NotFound
+from ovn_k8s.kube.errors import NotFound
 from ovn_k8s.kube.watch import Event
 from ovn_k8s.kube.workqueue import DEFAULT_MAX_RETRIES, WorkQueue
 from ovn_k8s.model.kube import Pod, parse_pod
@@ -90,11 +90,11 @@ class SyncReport:
 
 
 class PodController:
-    def __init__(self, *, nb: Any, annotator: Annotator, metrics: WatcherMetrics,
-                 recorder: EventRecorder | None, batch_size: int = 500,
-                 annotate_workers: int = 16, max_retries: int = DEFAULT_MAX_RETRIES,
+    def __init__(self, *, nb: Any | None, annotator: Annotator, metrics: WatcherMetrics,
+                 recorder: EventRecorder | None, batch_size: int = 200,
+                 annotate_workers: int = 8, max_retries: int = DEFAULT_MAX_RETRIES,
                  timeout: float = 30.0) -> None:
-        self.nb = nb
+        self.nb = nb                               # may be set later, before sync()
         self.annotator = annotator
         self.metrics = metrics
         self.recorder = recorder
@@ -109,6 +109,7 @@ class PodController:
         self._waiting: dict[str, set[str]] = {}    # node -> keys waiting for its switch
         self._dirty_nodes: set[str] = set()        # node switches changed in the NB
         self._first_seen: dict[str, float] = {}    # key -> when its pending change was seen
+        self._written: dict[str, str] = {}         # key -> the annotation we last patched
         self._pool = ThreadPoolExecutor(max(1, annotate_workers),
                                         thread_name_prefix="annotate")
         self._reload = threading.Event()
@@ -126,10 +127,19 @@ class PodController:
             old = self.store.get(key)
             if ev.type == "DELETED":
                 self.store.pop(key, None)
+                self._written.pop(key, None)
             else:
                 self.store[key] = pod
-        if ev.type != "DELETED" and old == pod:
-            return                        # nothing the controller reads has changed
+        if ev.type != "DELETED" and old is not None:
+            if old == pod:
+                return                    # nothing the controller reads has changed
+            if ev.type == "MODIFIED" and pod.annotation_text is not None and \
+                    self._written.get(key) == pod.annotation_text and \
+                    replace(old, annotation_text=pod.annotation_text,
+                            annotation=pod.annotation, error=pod.error) == pod:
+                # The echo of our own annotation patch: the pod is now what we made it.
+                self._written.pop(key, None)
+                return
         self._first_seen.setdefault(key, time.monotonic())
         self.queue.add(key)
 
@@ -384,15 +394,14 @@ class PodController:
         return cmd.result, failures
 
     def _annotate(self, pod: Pod, port: PodPort) -> BaseException | None:
+        text = port.annotation.to_json()
+        self._written[pod.key] = text
         try:
-            self.annotator.annotate(pod.namespace, pod.name,
-                                    {naming.POD_ANNOTATION: port.annotation.to_json()})
+            self.annotator.annotate(pod.namespace, pod.name, {naming.POD_ANNOTATION: text})
         except NotFound:
             pass                          # deleted meanwhile: its DELETED event is queued
-        except KubeError as exc:
-            self.metrics.annotations.inc(result="error")
-            return exc
-        except Exception as exc:  # noqa: BLE001 -- reported per key, never lost
+        except Exception as exc:  # noqa: BLE001 -- KubeError or a bug: reported per key
+            self._written.pop(pod.key, None)
             self.metrics.annotations.inc(result="error")
             return exc
         self.metrics.annotations.inc(result="ok")

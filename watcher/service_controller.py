@@ -44,12 +44,16 @@ def _service_of_slice(obj: Mapping[str, Any]) -> str | None:
 
 
 class ServiceController:
-    def __init__(self, *, nb: Any, metrics: WatcherMetrics, recorder: EventRecorder | None,
+    def __init__(self, *, nb: Any | None, metrics: WatcherMetrics,
+                 recorder: EventRecorder | None,
                  use_slices: bool = True, batch_size: int = 500,
                  max_retries: int = DEFAULT_MAX_RETRIES, timeout: float = 30.0,
                  nodeport_mode: str = "per-gateway", affinity_mode: str = "hash") -> None:
-        self.reconciler = ServiceReconciler(nb, timeout=timeout, nodeport_mode=nodeport_mode,
-                                            affinity_mode=affinity_mode)
+        self._reconciler_args = {"timeout": timeout, "nodeport_mode": nodeport_mode,
+                                 "affinity_mode": affinity_mode}
+        self.reconciler: ServiceReconciler = None  # type: ignore[assignment]
+        if nb is not None:
+            self.attach_nb(nb)
         self.metrics = metrics
         self.recorder = recorder
         self.use_slices = use_slices
@@ -65,6 +69,10 @@ class ServiceController:
         self._reload = threading.Event()
         self._first_seen: dict[str, float] = {}
         self._txns_seen = 0
+
+    def attach_nb(self, nb: Any) -> None:
+        """The NB connection (it may come after the informers started filling the stores)."""
+        self.reconciler = ServiceReconciler(nb, **self._reconciler_args)
 
     # -- informer side (watch threads): stores + enqueue -----------------------------------------
     def _enqueue(self, key: str) -> None:

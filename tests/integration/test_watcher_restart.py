@@ -142,7 +142,7 @@ def test_watches_dropped_and_history_compacted_mid_stream(lab, kube, make_watche
     assert len(nb_pod_ports(lab.nb)) == 180
     log = w.log()
     assert "listing again" in log                  # 410 Gone -> relist
-    assert w.get("/healthz")[0] == 200
+    wait_until(lambda: w.get("/healthz")[0] == 200, 20, "/healthz once the watches are back")
 
 
 def _restart_nb(lab: Lab) -> None:

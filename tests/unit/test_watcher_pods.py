@@ -237,3 +237,61 @@ def test_pod_involved_object():
     pod = Pod(namespace="ns", name="a", uid="u", resource_version="3")
     assert pod.involved_object() == {"kind": "Pod", "apiVersion": "v1", "metadata": {
         "namespace": "ns", "name": "a", "uid": "u", "resourceVersion": "3"}}
+
+
+# --- the controller's event side (no NB, no API server needed) ----------------------------------
+def _controller():
+    from watcher.metrics import WatcherMetrics
+    from watcher.pods import PodController
+
+    class NoAnnotator:
+        def annotate(self, namespace, name, annotations):
+            raise AssertionError("not called in these tests")
+    return PodController(nb=None, annotator=NoAnnotator(), metrics=WatcherMetrics(),
+                         recorder=None)
+
+
+def _drain(ctrl) -> list[str]:
+    keys = ctrl.queue.get_batch(100, 0.0, timeout=0.01)
+    for k in keys:
+        ctrl.queue.done(k)
+    return keys
+
+
+def test_events_enqueue_only_changes_the_controller_reads():
+    from ovn_k8s.kube.watch import Event
+
+    ctrl = _controller()
+    obj = raw_pod()
+    ctrl.on_event(Event("ADDED", obj))
+    assert _drain(ctrl) == ["ns1/a"]
+    same = json.loads(json.dumps(obj))
+    same["metadata"]["resourceVersion"] = "8"
+    same["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    ctrl.on_event(Event("MODIFIED", same))
+    assert _drain(ctrl) == []
+    assert ctrl.store["ns1/a"].resource_version == "8"
+    # The echo of the watcher's own annotation patch is not work either...
+    text = PodAnnotation("10.244.1.7", 24, "0a:58:0a:f4:01:07", "10.244.1.1").to_json()
+    ctrl._written["ns1/a"] = text
+    echo = json.loads(json.dumps(same))
+    echo["metadata"]["annotations"] = {"ovn": text}
+    ctrl.on_event(Event("MODIFIED", echo))
+    assert _drain(ctrl) == [] and ctrl.store["ns1/a"].annotation_text == text
+    # ...but anyone else's change of it is.
+    other = json.loads(json.dumps(echo))
+    other["metadata"]["annotations"] = {"ovn": text.replace(".7", ".8")}
+    ctrl.on_event(Event("MODIFIED", other))
+    assert _drain(ctrl) == ["ns1/a"]
+    ctrl.on_event(Event("DELETED", other))
+    assert _drain(ctrl) == ["ns1/a"] and "ns1/a" not in ctrl.store
+    ctrl.shutdown()
+
+
+def test_a_pod_without_a_name_is_ignored_not_fatal():
+    from ovn_k8s.kube.watch import Event
+
+    ctrl = _controller()
+    ctrl.on_event(Event("ADDED", {"metadata": {"namespace": "x"}}))
+    assert _drain(ctrl) == [] and not ctrl.store
+    ctrl.shutdown()
