@@ -468,7 +468,10 @@ class Watcher:
                                 type(controller).__name__, DRAIN_TIMEOUT)
             controller.shutdown()
         for thread in self._workers:
-            thread.join(timeout=5)
+            thread.join(timeout=30)
+        for controller in (self.pods, self.services):
+            if controller is not None:
+                controller.close()
         recorder = getattr(self, "_recorder", None)
         if recorder is not None:
             recorder.close()

@@ -291,7 +291,11 @@ class PodController:
             self._finish(key, exc)
         self.metrics.ports.set(len(self.applied))
         for key, pod, port in annotate:
-            future = self._pool.submit(self._annotate, pod, port)
+            try:
+                future = self._pool.submit(self._annotate, pod, port)
+            except RuntimeError as exc:      # shutting down: the next start annotates it
+                self._finish(key, exc)
+                continue
             future.add_done_callback(lambda f, k=key: self._finish(k, _outcome(f)))
         self.metrics.reconcile.observe(time.monotonic() - t0, resource=RESOURCE)
         if ops:
@@ -456,7 +460,11 @@ class PodController:
         return self.queue.wait_idle(timeout)
 
     def shutdown(self) -> None:
+        """Stop taking keys (queued ones are dropped); the worker's batch in hand finishes."""
         self.queue.shutdown()
+
+    def close(self) -> None:
+        """After the worker has returned: wait for the annotations in flight."""
         self._pool.shutdown(wait=True, cancel_futures=False)
 
     # -- introspection for tests and the benchmark ------------------------------------------------

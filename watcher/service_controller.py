@@ -272,6 +272,9 @@ class ServiceController:
     def shutdown(self) -> None:
         self.queue.shutdown()
 
+    def close(self) -> None:
+        pass
+
 
 def _same_object(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Equal apart from metadata.resourceVersion (and managedFields, already trimmed)."""
