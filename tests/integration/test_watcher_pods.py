@@ -263,3 +263,22 @@ def test_metrics_healthz_and_sigterm(lab, kube, start_watcher):
     assert w.stop(signal.SIGTERM) == 0
     assert not os.path.exists(w.pidfile)
     assert "stopped" in w.log()
+
+
+def test_a_port_name_held_by_another_owner_is_never_taken_over(lab, kube, start_watcher):
+    write_topology(lab.nb, NODES)
+    lab.nbctl("lsp-add", "node1", "default_squatter", "--", "set", "Logical_Switch_Port",
+              "default_squatter", 'external_ids:"ovn-k8s/owner"="node:node1"',
+              'external_ids:"ovn-k8s/id"=default_squatter', "addresses=unknown")
+    before = lab.nbctl("--columns=_uuid,addresses,external_ids", "list", "Logical_Switch_Port",
+                       "default_squatter")
+    w = start_watcher()
+    w.wait_ready()
+    kube.create("pods", pod("squatter", "node1"))
+    kube.create("pods", pod("fine", "node1"))
+    wait_until(lambda: ann_of(kube, "fine"), 20, "the other pod")
+    wait_until(lambda: any("belongs to node:node1" in e["message"]
+                           for e in events_for(kube, "squatter")), 20, "an Event")
+    assert lab.nbctl("--columns=_uuid,addresses,external_ids", "list", "Logical_Switch_Port",
+                     "default_squatter") == before
+    assert ann_of(kube, "squatter") is None
