@@ -193,13 +193,14 @@ def differences(pods: Iterable[Mapping[str, Any]], nb: str) -> list[str]:
 class WatcherProcess:
     """`ovn-k8s-watcher` started like an operator would, with a clean environment."""
 
-    def __init__(self, workdir: str, *, nb: str, kubeconfig: str, name: str = "watcher",
+    def __init__(self, workdir: str, *, nb: str, kubeconfig: str | None, name: str = "watcher",
                  extra: Iterable[str] = (), log_level: str = "info",
                  env: Mapping[str, str] | None = None) -> None:
         os.makedirs(workdir, exist_ok=True)
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.pidfile = os.path.join(workdir, f"{name}.pid")
-        self.args = [WATCHER, f"--ovn-nb={nb}", f"--kubeconfig={kubeconfig}",
+        self.args = [WATCHER, f"--ovn-nb={nb}",
+                     *([f"--kubeconfig={kubeconfig}"] if kubeconfig else []),
                      f"--log-level={log_level}", f"--log-file={self.log_path}",
                      "--ovs-db=unix:/nonexistent/db.sock",
                      "--metrics-address=127.0.0.1:0", f"--pidfile={self.pidfile}", *extra]

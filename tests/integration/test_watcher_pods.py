@@ -282,3 +282,23 @@ def test_a_port_name_held_by_another_owner_is_never_taken_over(lab, kube, start_
     assert lab.nbctl("--columns=_uuid,addresses,external_ids", "list", "Logical_Switch_Port",
                      "default_squatter") == before
     assert ann_of(kube, "squatter") is None
+
+
+def test_original_style_settings_from_the_config_file(lab, tmp_path):
+    """k8s_api_server + k8s_api_token in the [default] section, as the original tools kept
+    them; no kubeconfig anywhere."""
+    write_topology(lab.nb, NODES)
+    server = KubeApiServer(token="t0ken", bookmark_interval=0.5).start()
+    conf = tmp_path / "ovn_k8s.conf"
+    conf.write_text(f"[default]\nk8s_api_server = {server.url.removeprefix('http://')}\n"
+                    "k8s_api_token = t0ken\n")
+    w = WatcherProcess(str(tmp_path), nb=lab.nb, kubeconfig=None,
+                       env={"OVN_K8S_CONFIG": str(conf), "HOME": str(tmp_path)})
+    try:
+        w.start().wait_ready()
+        server.create("pods", pod("a", "node1"))
+        wait_until(lambda: annotation(server.get("pods", "a")), 20, "the annotation")
+        assert f"Kubernetes API server {server.url} " in w.log()
+    finally:
+        w.kill()
+        server.stop()
