@@ -128,8 +128,9 @@ def kube_params(cfg: config.Config, environ: dict[str, str] | None = None) -> An
     file or OVS, with k8s-api-token and the CA) > the in-cluster service account >
     ~/.kube/config."""
     env = dict(os.environ if environ is None else environ)
-    kubeconfig = cfg.kubeconfig or auth.default_kubeconfig_path(
-        {k: v for k, v in env.items() if k == "KUBECONFIG"} | {"HOME": "/nonexistent"})
+    kubeconfig = cfg.kubeconfig or next(
+        (p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p and os.path.isfile(p)),
+        None)
     if kubeconfig and not os.path.isfile(os.path.expanduser(kubeconfig)):
         raise ConfigError(f"--kubeconfig: {kubeconfig} does not exist")
     try:

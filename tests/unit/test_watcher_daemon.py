@@ -60,9 +60,10 @@ def test_ovs_style_https_writes_the_ca_certificate(tmp_path):
     assert ca.read_text().startswith("-----BEGIN CERTIFICATE-----\nAAAA\n")
 
 
-def test_no_api_server_is_a_config_error():
+def test_no_api_server_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(ConfigError, match="no Kubernetes API server"):
-        daemon.kube_params(_cfg(), environ={"HOME": "/nonexistent"})
+        daemon.kube_params(_cfg(), environ={})
 
 
 def test_missing_kubeconfig_is_named(tmp_path):
@@ -133,3 +134,16 @@ def test_every_watcher_metric_renders_with_help_and_type():
     assert ("ovnk8s_watcher_nb_transactions_total", "counter") in names
     assert len(names) == len(m.all())
     assert all(re.match(r"^[a-z][a-z0-9_]*$", n) for n, _ in names)
+
+
+def test_home_kubeconfig_comes_after_the_ovs_style_server(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    (home / ".kube" / "config").write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "contexts: [{name: c, context: {cluster: c}}]\n"
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n")
+    monkeypatch.setenv("HOME", str(home))
+    assert daemon.kube_params(_cfg(k8s_api_server="10.0.0.1:8080"), environ={}).server == \
+        "http://10.0.0.1:8080"
+    assert daemon.kube_params(_cfg(), environ={}).server == "http://127.0.0.1:9"
