@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import os
 import signal
 import socket
 import threading
@@ -39,7 +38,7 @@ from gateway_helper.flows import COOKIE, gateway_flows
 from gateway_helper.inputs import InputReader, Inputs
 from gateway_helper.metrics import Metrics, MetricsServer
 from gateway_helper.services import ServicePorts, parse
-from ovn_k8s import config, naming
+from ovn_k8s import config, naming, pidfile
 from ovn_k8s.cli import common
 from ovn_k8s.errors import ConfigError, OvnK8sError
 from ovn_k8s.kube.watch import Event, StopEvent, Synced, WatchStats
@@ -232,42 +231,12 @@ class GatewayHelper:
 
 
 # --- process plumbing ---------------------------------------------------------------------------
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return "Z" not in line.split()[1]
-    except OSError:
-        return False
-    return False
-
-
 def write_pidfile(path: str) -> None:
-    """Write our PID; refuse if the file names another live process (a second helper)."""
-    try:
-        with open(path, encoding="ascii") as f:
-            other = int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        other = 0
-    if other and other != os.getpid() and _alive(other):
-        raise ConfigError(f"--pidfile {path}: {PROG} is already running as pid {other}")
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(f"{os.getpid()}\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ConfigError(f"--pidfile {path}: {exc.strerror or exc}") from None
+    pidfile.write(path, PROG)
 
 
 def remove_pidfile(path: str) -> None:
-    try:
-        with open(path, encoding="ascii") as f:
-            if f.read().strip() == str(os.getpid()):
-                os.unlink(path)
-    except OSError:
-        pass
+    pidfile.remove(path)
 
 
 def _parse_ipv4(raw: str | None) -> str | None:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ovn_k8s import config, naming
+from ovn_k8s import config, naming, pidfile
 from ovn_k8s.build.services import AffinityMode, NodePortMode
 from ovn_k8s.cli import common
 from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
@@ -143,45 +143,12 @@ def kube_params(cfg: config.Config, environ: dict[str, str] | None = None) -> An
 
 
 # --- pidfile ---------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return PROG.encode() in fh.read()
-    except OSError:
-        return True
-
-
 def write_pidfile(path: str) -> None:
-    try:
-        with open(path, encoding="ascii") as fh:
-            old = int(fh.read().strip() or 0)
-    except (OSError, ValueError):
-        old = 0
-    if old and old != os.getpid() and _pid_alive(old):
-        raise ConfigError(f"--pidfile: {path} names a running {PROG} (pid {old})")
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="ascii") as fh:
-            fh.write(f"{os.getpid()}\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ConfigError(f"--pidfile: cannot write {path}: {exc.strerror or exc}") from None
+    pidfile.write(path, PROG)
 
 
 def remove_pidfile(path: str) -> None:
-    try:
-        with open(path, encoding="ascii") as fh:
-            if int(fh.read().strip() or 0) != os.getpid():
-                return
-        os.unlink(path)
-    except (OSError, ValueError):
-        pass
+    pidfile.remove(path)
 
 
 # --- the daemon ------------------------------------------------------------------------------

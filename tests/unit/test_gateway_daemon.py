@@ -331,7 +331,8 @@ def test_metrics_address_errors_are_one_line() -> None:
 
 def test_pidfile_refuses_a_live_helper_and_replaces_a_stale_one(tmp_path: Any) -> None:
     path = str(tmp_path / "helper.pid")
-    live = subprocess.Popen(["sleep", "30"])
+    # a live process that is the helper (its name in the command line)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "ovn-k8s-gateway-helper"])
     try:
         with open(path, "w", encoding="ascii") as f:
             f.write(f"{live.pid}\n")
