@@ -333,6 +333,7 @@ def test_pidfile_refuses_a_live_helper_and_replaces_a_stale_one(tmp_path: Any) -
     path = str(tmp_path / "helper.pid")
     # a live process that is the helper (its name in the command line)
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "ovn-k8s-gateway-helper"])
+    wait_for_exec(live.pid, "ovn-k8s-gateway-helper")
     try:
         with open(path, "w", encoding="ascii") as f:
             f.write(f"{live.pid}\n")
@@ -368,3 +369,16 @@ def test_command_line_errors_are_one_line(tmp_path: Any) -> None:
         assert len(lines) == 1 and lines[0].startswith("ovn-k8s-gateway-helper: error: "), lines
         assert message in lines[0]
     assert daemon.PROG == "ovn-k8s-gateway-helper"
+
+
+def wait_for_exec(pid: int, name: str) -> None:
+    """Until the child has exec'd, /proc/PID/cmdline still shows ours."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if name.encode() in f.read():
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"pid {pid} never became {name}")

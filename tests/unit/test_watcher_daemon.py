@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -89,6 +90,10 @@ def test_a_stale_pidfile_is_replaced_and_a_live_one_refused(tmp_path):
     assert path.read_text().strip() == str(os.getpid())
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
                              daemon.PROG])
+    deadline = time.monotonic() + 10   # until it has exec'd, its cmdline is still ours
+    while daemon.PROG.encode() not in open(f"/proc/{live.pid}/cmdline", "rb").read():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     try:
         path.write_text(f"{live.pid}\n")
         with pytest.raises(ConfigError, match="running"):
