@@ -478,24 +478,37 @@ def sniff_version(stdin_text: str) -> str:
     return DEFAULT_VERSION
 
 
-def parse_request(env: Mapping[str, str], stdin_text: str) -> CniRequest:
-    """Validate one invocation; raises CniError with the spec's codes.
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What every plugin invocation carries (env + network config), validated; shared by the
+    Kubernetes and the Mesos plugins."""
 
-    Order (as libcni's skel): env variables (4), config JSON (6), cniVersion (6 / 1), CHECK needs
-    >= 0.4.0 (1), container ID and ifname (4), CNI_ARGS (4), config fields (7 / 2), prevResult (6 / 7).
-    """
+    command: Command
+    cni_version: str
+    conf: Mapping[str, Any]
+    container_id: str
+    ifname: str
+    netns: str | None
+    network_name: str
+    plugin_type: str
+
+
+def parse_command(env: Mapping[str, str]) -> Command:
     raw_command = env.get("CNI_COMMAND", "")
     if not raw_command:
         raise CniError(ErrorCode.INVALID_ENVIRONMENT, "required env variables [CNI_COMMAND] missing")
     try:
-        command = Command(raw_command)
+        return Command(raw_command)
     except ValueError:
         raise CniError(ErrorCode.INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {raw_command}") from None
 
-    if command is Command.VERSION:
-        # VERSION has no required parameters; stdin only names the version in use.
-        return CniRequest(command=command, cni_version=version_json(sniff_version(stdin_text))["cniVersion"])
 
+def parse_envelope(command: Command, env: Mapping[str, str], stdin_text: str, *,
+                   config_version: Callable[[Mapping[str, Any]], str] | None = None) -> Envelope:
+    """Validate the parts every non-VERSION command shares, in libcni's skel order: env
+    variables (4), config JSON (6), cniVersion (6 / 1), CHECK needs >= 0.4.0 (1), container ID
+    and ifname (4), network name and type (7). `config_version` lets a plugin read cniVersion
+    its own way (Mesos accepts a config without one)."""
     missing = [name for name in REQUIRED_ENV[command] if not env.get(name)]
     if missing:
         raise CniError(ErrorCode.INVALID_ENVIRONMENT,
@@ -509,7 +522,7 @@ def parse_request(env: Mapping[str, str], stdin_text: str) -> CniRequest:
         raise CniError(ErrorCode.DECODING_FAILURE, "error decoding network config",
                        f"expected a JSON object, got {type(conf).__name__}")
 
-    cni_version = _config_version(conf)
+    cni_version = (config_version or _config_version)(conf)
     if command is Command.CHECK and _version_tuple(cni_version) < _CHECK_MIN_VERSION:
         raise CniError(ErrorCode.INCOMPATIBLE_VERSION, "config version does not allow CHECK", cni_version)
 
@@ -520,13 +533,6 @@ def parse_request(env: Mapping[str, str], stdin_text: str) -> CniRequest:
     ifname = env["CNI_IFNAME"]
     validate_ifname(ifname)
 
-    cni_args = parse_cni_args(env.get("CNI_ARGS", ""))
-    if command is Command.ADD:
-        absent = [key for key in REQUIRED_ADD_ARGS if not cni_args.get(key)]
-        if absent:
-            raise CniError(ErrorCode.INVALID_ENVIRONMENT,
-                           f"CNI_ARGS lacks {', '.join(absent)}", env.get("CNI_ARGS", ""))
-
     name = conf.get("name")
     if not isinstance(name, str) or not name:
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "missing network name")
@@ -535,17 +541,41 @@ def parse_request(env: Mapping[str, str], stdin_text: str) -> CniRequest:
     plugin_type = conf.get("type")
     if not isinstance(plugin_type, str) or not plugin_type:
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "missing plugin type")
+    return Envelope(command=command, cni_version=cni_version, conf=conf, container_id=container_id,
+                    ifname=ifname, netns=env.get("CNI_NETNS") or None, network_name=name,
+                    plugin_type=plugin_type)
+
+
+def parse_request(env: Mapping[str, str], stdin_text: str) -> CniRequest:
+    """Validate one invocation; raises CniError with the spec's codes.
+
+    Order (as libcni's skel): the envelope (parse_envelope), then CNI_ARGS (4), config fields
+    (7 / 2), prevResult (6 / 7).
+    """
+    command = parse_command(env)
+    if command is Command.VERSION:
+        # VERSION has no required parameters; stdin only names the version in use.
+        return CniRequest(command=command, cni_version=version_json(sniff_version(stdin_text))["cniVersion"])
+    envelope = parse_envelope(command, env, stdin_text)
+    conf = envelope.conf
+
+    cni_args = parse_cni_args(env.get("CNI_ARGS", ""))
+    if command is Command.ADD:
+        absent = [key for key in REQUIRED_ADD_ARGS if not cni_args.get(key)]
+        if absent:
+            raise CniError(ErrorCode.INVALID_ENVIRONMENT,
+                           f"CNI_ARGS lacks {', '.join(absent)}", env.get("CNI_ARGS", ""))
 
     return CniRequest(
         command=command,
-        cni_version=cni_version,
-        container_id=container_id,
-        netns=env.get("CNI_NETNS") or None,
-        ifname=ifname,
+        cni_version=envelope.cni_version,
+        container_id=envelope.container_id,
+        netns=envelope.netns,
+        ifname=envelope.ifname,
         cni_args=MappingProxyType(cni_args),
         cni_path=tuple(p for p in env.get("CNI_PATH", "").split(":") if p),
-        network_name=name,
-        plugin_type=plugin_type,
+        network_name=envelope.network_name,
+        plugin_type=envelope.plugin_type,
         config=parse_plugin_config(conf),
         prev_result=_prev_result(command, conf),
         raw_config=MappingProxyType(conf),

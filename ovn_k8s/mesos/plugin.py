@@ -54,7 +54,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,12 +62,13 @@ from typing import IO, Any
 
 from ovn_k8s.cni.protocol import (
     DNS,
-    REQUIRED_ENV,
     AddResult,
     CniError,
     Command,
     ErrorCode,
     MalformedResult,
+    parse_command,
+    parse_envelope,
     sniff_version,
     validate_ifname,
 )
@@ -86,7 +86,6 @@ DEFAULT_VERSION = "1.0.0"
 MESOS_ARGS = "org.apache.mesos"
 NETWORK_LABEL = "logical_switch"
 TENANT_LABEL = "tenant"
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -139,10 +138,6 @@ class MesosRequest:
     @property
     def tenant(self) -> str | None:
         return self.labels.get(TENANT_LABEL) or None
-
-
-def _vtuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
 
 
 def version_json(cni_version: str | None = None) -> dict[str, Any]:
@@ -250,39 +245,13 @@ def parse_config(conf: Mapping[str, Any]) -> MesosConfig:
 
 
 def parse_request(env: Mapping[str, str], stdin_text: str) -> MesosRequest:
-    """Validate one invocation (the order of protocol.parse_request; CniError with spec codes)."""
-    raw = env.get("CNI_COMMAND", "")
-    if not raw:
-        raise CniError(ErrorCode.INVALID_ENVIRONMENT, "required env variables [CNI_COMMAND] missing")
-    try:
-        command = Command(raw)
-    except ValueError:
-        raise CniError(ErrorCode.INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {raw}") from None
+    """Validate one invocation: the CNI envelope (protocol.parse_envelope, with Mesos' reading of
+    a missing cniVersion), then the task's network_info labels and prevResult."""
+    command = parse_command(env)
     if command is Command.VERSION:
         return MesosRequest(command=command, cni_version=version_json(sniff_version(stdin_text))["cniVersion"])
-    missing = [name for name in REQUIRED_ENV[command] if not env.get(name)]
-    if missing:
-        raise CniError(ErrorCode.INVALID_ENVIRONMENT, f"required env variables [{','.join(missing)}] missing")
-    try:
-        conf = json.loads(stdin_text)
-    except ValueError as err:
-        raise CniError(ErrorCode.DECODING_FAILURE, "error decoding network config", str(err)) from None
-    if not isinstance(conf, dict):
-        raise CniError(ErrorCode.DECODING_FAILURE, "error decoding network config",
-                       f"expected a JSON object, got {type(conf).__name__}")
-    version = _config_version(conf)
-    if command is Command.CHECK and _vtuple(version) < (0, 4, 0):
-        raise CniError(ErrorCode.INCOMPATIBLE_VERSION, "config version does not allow CHECK", version)
-    container_id = env["CNI_CONTAINERID"]
-    if not _NAME_RE.match(container_id):
-        raise CniError(ErrorCode.INVALID_ENVIRONMENT, "CNI_CONTAINERID has invalid characters", repr(container_id))
-    ifname = env["CNI_IFNAME"]
-    validate_ifname(ifname)
-    name = conf.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "missing or invalid network name", repr(name))
-    if not isinstance(conf.get("type"), str) or not conf["type"]:
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "missing plugin type")
+    envelope = parse_envelope(command, env, stdin_text, config_version=_config_version)
+    conf, version = envelope.conf, envelope.cni_version
     labels = mesos_labels(conf)
     if command in (Command.ADD, Command.CHECK) and not labels.get(NETWORK_LABEL):
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "Failed to get logical_switch from mesos config",
@@ -296,8 +265,8 @@ def parse_request(env: Mapping[str, str], stdin_text: str) -> MesosRequest:
             prev = AddResult.from_json(conf["prevResult"])
         except (MalformedResult, ValueError) as err:
             raise CniError(ErrorCode.DECODING_FAILURE, "error decoding prevResult", str(err)) from None
-    return MesosRequest(command=command, cni_version=version, container_id=container_id,
-                        netns=env.get("CNI_NETNS") or None, ifname=ifname, network_name=name,
+    return MesosRequest(command=command, cni_version=version, container_id=envelope.container_id,
+                        netns=envelope.netns, ifname=envelope.ifname, network_name=envelope.network_name,
                         labels=MappingProxyType(labels), config=parse_config(conf), prev_result=prev)
 
 

@@ -72,7 +72,7 @@ def test_settings_for_the_nb_and_ovs_come_from_the_network_config() -> None:
     ({}, {}, "[]", 6, "error decoding network config"),
     ({"cniVersion": "0.5.0"}, {}, None, 1, "incompatible CNI versions"),
     ({"cniVersion": 2}, {}, None, 6, "cniVersion must be a string"),
-    ({"name": "a b"}, {}, None, 7, "missing or invalid network name"),
+    ({"name": "a b"}, {}, None, 7, "invalid characters found in network name"),
     ({"type": ""}, {}, None, 7, "missing plugin type"),
     ({"labels": []}, {}, None, 7, "Failed to get logical_switch from mesos config"),
     ({"labels": [{"key": "logical_switch"}]}, {}, None, 7, "Failed to get logical_switch from mesos config"),
