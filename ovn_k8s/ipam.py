@@ -103,3 +103,13 @@ def allocate_join_ip(join: netaddr.IPNetwork, used: Iterable[netaddr.IPAddress])
         if candidate not in taken:
             return netaddr.IPAddress(candidate)
     raise ConfigError(f"join subnet {join} has no free address left for another gateway router")
+
+
+def join_address(join: netaddr.IPNetwork, current: netaddr.IPAddress | None,
+                 used: Iterable[netaddr.IPAddress]) -> netaddr.IPAddress:
+    """A gateway's join address: the one it has while it is still valid (inside the subnet, not
+    the cluster router's, not taken by another gateway), else the lowest free one."""
+    used = list(used)
+    if current is not None and current in join and current not in used and current != join_router_ip(join):
+        return current
+    return allocate_join_ip(join, used)

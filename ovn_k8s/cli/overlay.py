@@ -314,9 +314,7 @@ def _join_address(view: NbView, node: str, join: netaddr.IPNetwork) -> netaddr.I
                 current = ip if ip in join else None
             elif ip in join:
                 used.append(ip)
-    if current is not None and current not in used and current != ipam.join_router_ip(join):
-        return current
-    return ipam.allocate_join_ip(join, used)
+    return ipam.join_address(join, current, used)
 
 
 # --- argument parsing --------------------------------------------------------------------------

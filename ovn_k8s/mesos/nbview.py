@@ -109,9 +109,7 @@ def join_address(view: Any, tenant: str, system_id: str, join: netaddr.IPNetwork
                 current = ip if ip in join else None
             elif ip in join:
                 used.append(ip)
-    if current is not None and current not in used and current != ipam.join_router_ip(join):
-        return current
-    return ipam.allocate_join_ip(join, used)
+    return ipam.join_address(join, current, used)
 
 
 def external_switch_users(switch: Any, *, excluding: Iterable[str] = ()) -> set[str]:

@@ -50,3 +50,14 @@ def test_allocate_join_ip_first_free() -> None:
     full = [netaddr.IPAddress(f"100.64.0.{i}") for i in range(2, 7)]
     with pytest.raises(ConfigError, match="no free address"):
         ipam.allocate_join_ip(join, full)
+
+
+def test_join_address_keeps_a_valid_one_and_reallocates_otherwise() -> None:
+    join = netaddr.IPNetwork("100.64.0.0/16")
+    ip = netaddr.IPAddress
+    assert ipam.join_address(join, ip("100.64.0.9"), [ip("100.64.0.2")]) == ip("100.64.0.9")
+    # taken by another gateway, the router's own, outside the subnet, or none: lowest free
+    assert ipam.join_address(join, ip("100.64.0.2"), [ip("100.64.0.2")]) == ip("100.64.0.3")
+    assert ipam.join_address(join, ip("100.64.0.1"), []) == ip("100.64.0.2")
+    assert ipam.join_address(join, ip("100.65.0.9"), []) == ip("100.64.0.2")
+    assert ipam.join_address(join, None, [ip("100.64.0.2")]) == ip("100.64.0.3")
