@@ -612,7 +612,8 @@ def _prev_result(command: Command, conf: Mapping[str, Any]) -> AddResult | None:
         raise CniError(ErrorCode.DECODING_FAILURE, "error decoding prevResult", str(err)) from None
 
 
-def _number(conf: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
+def config_number(conf: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
+    """A number config key in (low, high]; code 7 otherwise (shared with the Mesos plugin)."""
     value = conf.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{key} must be a number in ({low}, {high}]",
@@ -620,7 +621,8 @@ def _number(conf: Mapping[str, Any], key: str, default: float, low: float, high:
     return float(value)
 
 
-def _flag(conf: Mapping[str, Any], key: str, default: bool) -> bool:
+def config_flag(conf: Mapping[str, Any], key: str, default: bool) -> bool:
+    """A true/false config key; code 7 otherwise (shared with the Mesos plugin)."""
     value = conf.get(key, default)
     if not isinstance(value, bool):
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{key} must be true or false", repr(value))
@@ -654,8 +656,8 @@ def parse_plugin_config(conf: Mapping[str, Any]) -> PluginConfig:
     ovsdb = _string(conf, "ovsdb", _DEFAULTS.ovsdb)
     if not ovsdb.startswith(("unix:", "tcp:", "ssl:")):
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "ovsdb must be unix:, tcp: or ssl:", ovsdb)
-    timeout = _number(conf, "annotation_timeout", _DEFAULTS.annotation_timeout, 0, 3600)
-    interval = _number(conf, "poll_interval", _DEFAULTS.poll_interval, 0, timeout)
+    timeout = config_number(conf, "annotation_timeout", _DEFAULTS.annotation_timeout, 0, 3600)
+    interval = config_number(conf, "poll_interval", _DEFAULTS.poll_interval, 0, timeout)
     log_file = conf.get("log_file")
     if log_file is not None and (not isinstance(log_file, str) or not log_file):
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "log_file must be a path or null", repr(log_file))
@@ -672,8 +674,8 @@ def parse_plugin_config(conf: Mapping[str, Any]) -> PluginConfig:
         ovsdb=ovsdb,
         annotation_timeout=timeout,
         poll_interval=interval,
-        wait_for_ovn=_flag(conf, "wait_for_ovn", _DEFAULTS.wait_for_ovn),
-        disable_tx_offload=_flag(conf, "disable_tx_offload", _DEFAULTS.disable_tx_offload),
+        wait_for_ovn=config_flag(conf, "wait_for_ovn", _DEFAULTS.wait_for_ovn),
+        disable_tx_offload=config_flag(conf, "disable_tx_offload", _DEFAULTS.disable_tx_offload),
         log_file=log_file,
         log_level=log_level,
         dns=dns,

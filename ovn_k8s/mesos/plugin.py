@@ -67,6 +67,8 @@ from ovn_k8s.cni.protocol import (
     Command,
     ErrorCode,
     MalformedResult,
+    config_flag,
+    config_number,
     parse_command,
     parse_envelope,
     sniff_version,
@@ -177,21 +179,6 @@ def mesos_labels(conf: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _number(conf: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
-    value = conf.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{key} must be a number in ({low}, {high}]",
-                       repr(value))
-    return float(value)
-
-
-def _flag(conf: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = conf.get(key, default)
-    if not isinstance(value, bool):
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{key} must be true or false", repr(value))
-    return value
-
-
 def _opt_string(conf: Mapping[str, Any], key: str) -> str | None:
     value = conf.get(key)
     if value is None:
@@ -228,7 +215,7 @@ def parse_config(conf: Mapping[str, Any]) -> MesosConfig:
         value = settings.get(option)
         if value is not None and not value.startswith(("unix:", "tcp:", "ssl:")):
             raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{option} must be unix:, tcp: or ssl:", value)
-    timeout = _number(conf, "timeout", 30.0, 0, 3600)
+    timeout = config_number(conf, "timeout", 30.0, 0, 3600)
     settings["timeout"] = timeout
     log_level = (_opt_string(conf, "log_level") or "WARNING").upper()
     if log_level not in _LOG_LEVELS:
@@ -238,8 +225,8 @@ def parse_config(conf: Mapping[str, Any]) -> MesosConfig:
     except ValueError as err:
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "bad dns", str(err)) from None
     return MesosConfig(mtu=mtu, bridge=bridge, timeout=timeout,
-                       wait_for_ovn=_flag(conf, "wait_for_ovn", True),
-                       disable_tx_offload=_flag(conf, "disable_tx_offload", True),
+                       wait_for_ovn=config_flag(conf, "wait_for_ovn", True),
+                       disable_tx_offload=config_flag(conf, "disable_tx_offload", True),
                        log_file=_opt_string(conf, "log_file"), log_level=log_level, dns=dns,
                        settings=MappingProxyType(settings))
 
