@@ -12,10 +12,10 @@ Each call is one process started the way a runtime starts it, inside the node's 
 namespace (`nsenter --net=...`, which is what "the node" is in the lab), with the CNI_*
 environment and the network configuration on stdin. Two executables are timed:
 
-- `installed`: .venv/bin/ovn-k8s-cni-overlay, the script `pip install -e` generates (its
-  legacy develop-mode wrapper imports pkg_resources first, ~100 ms here);
-- `direct`: the venv python running bin/ovn-k8s-cni-overlay, which is what a regular
-  (non-editable) install's script is.
+- `installed`: .venv/bin/ovn-k8s-cni-overlay, what `pip install -e` installed: a copy of
+  bin/ovn-k8s-cni-overlay (PEP 660, see pyproject.toml) whose imports go through setuptools'
+  editable finder; this is what minion-init links into the runtime's plugin directory;
+- `direct`: the venv python running bin/ovn-k8s-cni-overlay, as a regular install's script does.
 
 Usage (root): .venv/bin/python bench/cni_bench.py [--pods 40] [--burst 50] [--exe both]
 """
@@ -170,8 +170,8 @@ print(json.dumps([t1 - t0, t2 - t1, t3 - t2]))
 
 def import_time() -> dict[str, float]:
     """What process start and imports cost: the bare interpreter, the plugin module's imports
-    (-X importtime, cumulative), the imports ADD adds on its way (requests through
-    ovn_k8s.kube, the pyroute2 parts), and VERSION as a whole process."""
+    (-X importtime, cumulative), the imports ADD adds on its way (the http.client transport
+    ovn_k8s.kube.lite, the pyroute2 parts), and VERSION as a whole process."""
     env = dict(os.environ, PYTHONPATH=REPO)
 
     def run(args: list[str]) -> float:
@@ -192,7 +192,7 @@ def import_time() -> dict[str, float]:
     return {
         "python -c pass (interpreter start)": statistics.median(run([sys.executable, "-c", "pass"]) for _ in range(10)),
         "import ovn_k8s.cni.plugin (-X importtime, cumulative)": statistics.median(cumulative),
-        "+ ADD's lazy import of the API client (requests)": statistics.median(x[1] for x in lazy),
+        "+ ADD's lazy import of the API client (kube.lite)": statistics.median(x[1] for x in lazy),
         "+ ADD/DEL's lazy import of the pyroute2 parts": statistics.median(x[2] for x in lazy),
         "VERSION, whole process (direct)": statistics.median(
             run(["sh", "-c", f"echo '{version}' | CNI_COMMAND=VERSION {' '.join(EXES['direct'])} >/dev/null"])

@@ -26,8 +26,10 @@ resourceVersions are retried every `poll_interval` until the deadline; 401/403 a
 client errors fail at once. A pod whose UID differs from CNI_ARGS K8S_POD_UID, or that is
 deleted while we wait, fails at once too: the sandbox belongs to a pod that is gone.
 
-Imports `ovn_k8s.kube.rest` (and so `requests`) only when called: VERSION, config errors and
-DEL never pay for it. Never imports `kubernetes` (V11).
+The HTTP client is `ovn_k8s.kube.lite` (http.client, ~30 ms cheaper to import than
+`requests`), imported only when called: VERSION, config errors and DEL never pay for it. Only
+settings with an HTTP proxy bring in `ovn_k8s.kube.rest` and `requests`. Never imports
+`kubernetes` (V11).
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ from typing import TYPE_CHECKING, Any
 from ovn_k8s.cni.protocol import CniError, ErrorCode
 
 if TYPE_CHECKING:
-    from ovn_k8s.kube.rest import ConnectionParams, KubeClient
+    from ovn_k8s.kube.lite import LiteClient
+    from ovn_k8s.kube.params import ConnectionParams
+    from ovn_k8s.kube.rest import KubeClient
 
 LOG = logging.getLogger(__name__)
 
@@ -180,10 +184,10 @@ def connection_params(settings: ApiSettings, ovs_external_ids: Callable[[], Mapp
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "unusable Kubernetes API settings", str(err)) from None
 
 
-def make_client(params: ConnectionParams) -> KubeClient:
-    from ovn_k8s.kube.rest import KubeClient
+def make_client(params: ConnectionParams) -> LiteClient | KubeClient:
+    from ovn_k8s.kube.lite import client_for
 
-    return KubeClient(params, timeout=_MAX_REQUEST_TIMEOUT, connect_timeout=_CONNECT_TIMEOUT,
+    return client_for(params, timeout=_MAX_REQUEST_TIMEOUT, connect_timeout=_CONNECT_TIMEOUT,
                       user_agent="ovn-k8s-cni-overlay", pool_size=2)
 
 
@@ -209,12 +213,12 @@ def network_of(pod: Mapping[str, Any], pod_key: str, uid: str | None) -> PodNetw
     return parse_annotation(annotations[ANNOTATION], pod_key)
 
 
-def wait_for_pod_network(client: KubeClient, namespace: str, name: str, *, uid: str | None,
+def wait_for_pod_network(client: LiteClient | KubeClient, namespace: str, name: str, *, uid: str | None,
                          deadline: float, poll_interval: float) -> PodNetwork:
     """The pod's network from its `ovn` annotation, waiting for it until `deadline`
     (a time.monotonic() value); CniError(ANNOTATION_TIMEOUT) then. See the module docstring."""
     from ovn_k8s.kube import errors
-    from ovn_k8s.kube.rest import resource_path
+    from ovn_k8s.kube.params import resource_path
 
     key = f"{namespace}/{name}"
     started = time.monotonic()

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ovn_k8s.kube.errors import KubeConfigError
-from ovn_k8s.kube.rest import ConnectionParams
+from ovn_k8s.kube.params import ConnectionParams
 
 LOG = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ tests/unit/kube/test_import_contracts.py). Objects stay plain dicts; deserialisi
 official client's models costs ~17x (V10).
 
 Public API:
-- `ConnectionParams`: where the server is and how to authenticate (built by `kube.auth`).
+- `ConnectionParams`, `resource_path`: re-exported from `kube.params`, where they live.
 - `KubeClient(params)`: `get`, `list` (follows `continue`), `watch` -> `WatchStream`,
   `create`, `replace`, `patch`/`merge_patch`/`annotate`, `delete`, `post_event`.
 - `resource_path(...)`, `object_key(obj)`, `trim_object(obj)`, `build_event(...)`.
@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,13 +33,16 @@ from urllib3.exceptions import InsecureRequestWarning, ReadTimeoutError
 
 from ovn_k8s.kube.errors import (
     Gone,
-    KubeConfigError,
     KubeConnectionError,
     KubeTimeoutError,
     KubeTLSError,
     WatchError,
     api_error,
 )
+from ovn_k8s.kube.params import ConnectionParams, TokenSource, resource_path
+
+__all__ = ["ConnectionParams", "KubeClient", "WatchStream", "build_event", "object_key", "resource_path",
+           "trim_object"]
 
 LOG = logging.getLogger(__name__)
 
@@ -51,42 +52,6 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 _PATCH_TYPES = {"merge": MERGE_PATCH, "strategic": STRATEGIC_MERGE_PATCH, "json": JSON_PATCH}
-
-# plural -> (API prefix, namespaced). Other resources: pass the full path yourself.
-_RESOURCES: dict[str, tuple[str, bool]] = {
-    "pods": ("/api/v1", True),
-    "services": ("/api/v1", True),
-    "endpoints": ("/api/v1", True),
-    "events": ("/api/v1", True),
-    "configmaps": ("/api/v1", True),
-    "nodes": ("/api/v1", False),
-    "namespaces": ("/api/v1", False),
-    "endpointslices": ("/apis/discovery.k8s.io/v1", True),
-    "leases": ("/apis/coordination.k8s.io/v1", True),
-}
-
-
-def resource_path(resource: str, *, namespace: str | None = None, name: str | None = None,
-                  subresource: str | None = None) -> str:
-    """URL path of a collection or object: resource_path("pods", namespace="ns", name="p")
-    -> "/api/v1/namespaces/ns/pods/p". No namespace on a namespaced kind = all namespaces."""
-    try:
-        prefix, namespaced = _RESOURCES[resource]
-    except KeyError:
-        raise ValueError(f"unknown resource {resource!r}; known: {', '.join(_RESOURCES)}") \
-            from None
-    parts = [prefix]
-    if namespaced and namespace:
-        parts.append(f"namespaces/{namespace}")
-    parts.append(resource)
-    if name:
-        parts.append(name)
-        if subresource:
-            parts.append(subresource)
-    elif subresource:
-        raise ValueError("a subresource needs a name")
-    return "/".join(parts)
-
 
 def object_key(obj: Mapping[str, Any]) -> str:
     """ "namespace/name" (or "name" for cluster-scoped objects): the key used everywhere."""
@@ -112,56 +77,6 @@ def trim_object(obj: Obj) -> Obj:
     if annotations and _LAST_APPLIED in annotations:
         meta["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
     return dict(obj, metadata=meta)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionParams:
-    """How to reach the API server. Built by `ovn_k8s.kube.auth`; paths are files on disk
-    (certificate data from a kubeconfig is written to files first)."""
-
-    server: str  # "https://10.0.0.1:6443" (an optional path prefix is kept)
-    token: str | None = field(default=None, repr=False)
-    token_file: str | None = None  # re-read when it changes (rotated service-account tokens)
-    ca_file: str | None = None  # None with https: the system CA bundle
-    insecure: bool = False  # skip TLS verification
-    client_cert: str | None = None
-    client_key: str | None = None
-    proxy: str | None = None
-    namespace: str | None = None  # the context's or service account's namespace
-    source: str = "explicit"  # where these settings came from, for log messages
-
-    def __post_init__(self) -> None:
-        if not self.server.startswith(("http://", "https://")):
-            raise KubeConfigError(f"API server URL {self.server!r} needs http:// or https://")
-        if (self.client_cert is None) != (self.client_key is None):
-            raise KubeConfigError("a client certificate needs its key, and the other way round")
-
-
-class _TokenSource:
-    """The bearer token: fixed, or read from a file and re-read when the file changes."""
-
-    def __init__(self, token: str | None, path: str | None) -> None:
-        self._token = token
-        self._path = path
-        self._mtime: float | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> str | None:
-        if self._path is None:
-            return self._token
-        with self._lock:
-            try:
-                mtime = os.stat(self._path).st_mtime_ns
-                if mtime != self._mtime:
-                    with open(self._path, encoding="utf-8") as fh:
-                        self._token = fh.read().strip()
-                    self._mtime = mtime
-            except OSError as exc:
-                if self._token is None:
-                    raise KubeConfigError(f"cannot read token file {self._path}: {exc}") from None
-                LOG.warning("kube: token file %s unreadable, keeping the last token: %s",
-                            self._path, exc)
-            return self._token
 
 
 def _connection_error(exc: requests.RequestException, method: str, url: str) -> Exception:
@@ -257,7 +172,7 @@ class KubeClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._base = params.server.rstrip("/")
-        self._token = _TokenSource(params.token, params.token_file)
+        self._token = TokenSource(params.token, params.token_file)
         session = requests.Session()
         # Like client-go without a proxy-url: ignore *_PROXY and .netrc from the environment.
         session.trust_env = False

@@ -544,6 +544,7 @@ class KubeApiServer:
         self._streams: list[_WatchStream] = []
         self._paused = False
         self._conns: set[socket.socket] = set()
+        self.connections_accepted = 0  # TCP connections served so far (keep-alive tests)
         self._handler_threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._lifecycle = threading.Lock()  # start() and stop() never interleave
@@ -644,6 +645,7 @@ class KubeApiServer:
         with self._lock:
             if add:
                 self._conns.add(conn)
+                self.connections_accepted += 1
                 self._handler_threads.add(threading.current_thread())
             else:
                 self._conns.discard(conn)

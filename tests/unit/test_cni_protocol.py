@@ -595,8 +595,9 @@ def test_cni_modules_import_nothing_heavy() -> None:
 
 
 def test_cni_add_path_loads_neither_kubernetes_nor_ovsdbapp() -> None:
-    """What ADD imports on its way (API client, netlink): requests and four pyroute2 submodules,
-    but not kubernetes, ovsdbapp, yaml (no kubeconfig here) nor pyroute2's whole library."""
+    """What ADD imports on its way (API client, netlink): four pyroute2 submodules, but not
+    requests (the client is kube.lite's http.client), kubernetes, ovsdbapp, yaml (no kubeconfig
+    here) nor pyroute2's whole library."""
     code = (
         "import sys\n"
         "from ovn_k8s.cni import kubeapi, netns, plugin\n"
@@ -608,4 +609,16 @@ def test_cni_add_path_loads_neither_kubernetes_nor_ovsdbapp() -> None:
         "print(sorted(top & heavy), 'pyroute2.ndb' in sys.modules)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert proc.stdout.strip() == "['pyroute2', 'requests'] False", proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "['pyroute2'] False", proc.stdout + proc.stderr
+
+
+def test_only_a_proxy_brings_requests_onto_the_add_path() -> None:
+    code = (
+        "import sys\n"
+        "from ovn_k8s.cni import kubeapi\n"
+        "from ovn_k8s.kube.params import ConnectionParams\n"
+        "client = kubeapi.make_client(ConnectionParams(server='http://127.0.0.1:1', proxy='http://127.0.0.1:2'))\n"
+        "print(type(client).__name__, 'requests' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert proc.stdout.strip() == "KubeClient True", proc.stdout + proc.stderr

@@ -22,7 +22,8 @@ def _loaded_after(statement: str) -> set[str]:
     return set(json.loads(out))
 
 
-@pytest.mark.parametrize("module", ["ovn_k8s.kube.rest", "ovn_k8s.kube.errors",
+@pytest.mark.parametrize("module", ["ovn_k8s.kube.rest", "ovn_k8s.kube.lite", "ovn_k8s.kube.params",
+                                    "ovn_k8s.kube.errors",
                                     "ovn_k8s.kube.watch", "ovn_k8s.kube.workqueue",
                                     "ovn_k8s.kube.auth"])
 def test_kube_modules_do_not_import_heavy_packages(module):
