@@ -29,10 +29,10 @@ from ovn_k8s.kube.errors import (
     KubeConnectionError,
     KubeTimeoutError,
     KubeTLSError,
-    WatchError,
     api_error,
 )
 from ovn_k8s.kube.params import ConnectionParams, TokenSource
+from ovn_k8s.kube.wire import error_payload, watch_events
 
 if TYPE_CHECKING:
     from ovn_k8s.kube.rest import KubeClient
@@ -63,18 +63,11 @@ def _transport_error(exc: BaseException, method: str, path: str) -> KubeConnecti
     return KubeConnectionError(f"{what}: {exc}")
 
 
-def _error_payload(data: bytes) -> Any:
-    text = data.decode(errors="replace")
-    if text.strip().startswith("{"):
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-    return text
-
-
 class LiteClient:
-    """get, watch and annotate over http.client; thread-safe (one connection per thread)."""
+    """get, watch and annotate over http.client; thread-safe (one connection per thread).
+
+    A thread makes one call at a time: an open watch holds the thread's connection until the
+    watch is closed, as with `requests`' streamed responses."""
 
     def __init__(self, params: ConnectionParams, *, timeout: float = 30.0,
                  connect_timeout: float = 10.0, user_agent: str = "ovn-k8s") -> None:
@@ -182,7 +175,7 @@ class LiteClient:
             break
         if resp.status >= 400:
             try:
-                payload = _error_payload(resp.read())
+                payload = error_payload(resp.read())
             except (http.client.HTTPException, OSError):
                 payload = ""
             self._finish(resp)
@@ -259,7 +252,9 @@ class LiteWatch:
         self._client._finish(self._resp)
 
     def __iter__(self) -> Iterator[Obj]:
-        buf = b""
+        return watch_events(self._chunks(), self._path)
+
+    def _chunks(self) -> Iterator[bytes]:
         while True:
             try:
                 chunk = self._resp.read1(65536)
@@ -267,21 +262,5 @@ class LiteWatch:
                 self._client._drop()
                 raise _transport_error(exc, "WATCH", self._path) from None
             if not chunk:
-                break
-            buf += chunk
-            while (nl := buf.find(b"\n")) >= 0:
-                line, buf = buf[:nl], buf[nl + 1:]
-                if line.strip():
-                    yield self._parse(line)
-        if buf.strip():
-            yield self._parse(buf)
-
-    def _parse(self, line: bytes) -> Obj:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            raise WatchError(f"watch {self._path}: not JSON: {line[:200]!r}") from None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str) \
-                or not isinstance(event.get("object"), dict):
-            raise WatchError(f"watch {self._path}: not an event: {line[:200]!r}")
-        return event
+                return
+            yield chunk

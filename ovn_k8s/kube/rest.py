@@ -36,10 +36,10 @@ from ovn_k8s.kube.errors import (
     KubeConnectionError,
     KubeTimeoutError,
     KubeTLSError,
-    WatchError,
     api_error,
 )
 from ovn_k8s.kube.params import ConnectionParams, TokenSource, resource_path
+from ovn_k8s.kube.wire import error_payload, watch_events
 
 __all__ = ["ConnectionParams", "KubeClient", "WatchStream", "build_event", "object_key", "resource_path",
            "trim_object"]
@@ -131,14 +131,8 @@ class WatchStream:
         self._response.close()
 
     def __iter__(self) -> Iterator[Obj]:
-        buf = b""
         try:
-            for chunk in self._response.iter_content(chunk_size=None):
-                buf += chunk
-                while (nl := buf.find(b"\n")) >= 0:
-                    line, buf = buf[:nl], buf[nl + 1:]
-                    if line.strip():
-                        yield self._parse(line)
+            yield from watch_events(self._response.iter_content(chunk_size=None), self._url)
         except requests.RequestException as exc:
             if self.interrupted:
                 return
@@ -147,18 +141,6 @@ class WatchStream:
             if self.interrupted:
                 return
             raise KubeConnectionError(f"{self._method} {self._url}: {exc}") from None
-        if buf.strip() and not self.interrupted:
-            yield self._parse(buf)
-
-    def _parse(self, line: bytes) -> Obj:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            raise WatchError(f"watch {self._url}: not JSON: {line[:200]!r}") from None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str) \
-                or not isinstance(event.get("object"), dict):
-            raise WatchError(f"watch {self._url}: not an event: {line[:200]!r}")
-        return event
 
 
 class KubeClient:
@@ -233,9 +215,8 @@ class KubeClient:
             raise _connection_error(exc, method, path) from None
         if resp.status_code >= 400:
             try:
-                text = resp.text
-                payload: Any = json.loads(text) if text.strip().startswith("{") else text
-            except (ValueError, requests.RequestException):
+                payload: Any = error_payload(resp.content)
+            except requests.RequestException:
                 payload = ""
             finally:
                 resp.close()

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 
 from ovn_k8s.kube import errors
 from ovn_k8s.kube.rest import (
     ConnectionParams,
-    KubeClient,
     build_event,
     object_key,
     resource_path,
     trim_object,
 )
-from ovn_k8s.kubeapi import KubeApiServer
 
 
 def test_resource_paths():
@@ -128,65 +123,7 @@ def test_list_falls_back_when_a_continue_token_expires(client, kubeapi, objs):
     assert pages[2] == {}  # the fallback: one full list
 
 
-def test_watch_stream_yields_raw_events(client, kubeapi, objs):
-    kubeapi.create("pods", objs.pod("a"))
-    kubeapi.create("pods", objs.pod("b", "other"))
-    with client.watch(resource_path("pods", namespace="default"), resource_version="0",
-                      timeout_seconds=30, allow_bookmarks=False) as stream:
-        events = iter(stream)
-        first = next(events)
-        kubeapi.delete("pods", "a")
-        second = next(events)
-    assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "a")
-    assert (second["type"], second["object"]["metadata"]["name"]) == ("DELETED", "a")
-    assert kubeapi.watch_requests[0].params == {
-        "watch": "true", "resourceVersion": "0", "timeoutSeconds": "30"}
-
-
-def test_watch_stream_reports_a_broken_connection(client, kubeapi):
-    stream = client.watch(resource_path("pods"), read_timeout=5)
-    assert kubeapi.wait_for_watches(1)
-    kubeapi.drop_watches()
-    with pytest.raises(errors.KubeConnectionError):
-        list(stream)
-
-
-def test_watch_stream_read_timeout(client, kubeapi):
-    stream = client.watch(resource_path("pods"), allow_bookmarks=False, read_timeout=0.2)
-    with pytest.raises(errors.KubeTimeoutError):
-        list(stream)
-
-
-def test_watch_stream_rejects_garbage(client, kubeapi):
-    stream = client.watch(resource_path("pods"))
-    assert kubeapi.wait_for_watches(1)
-    kubeapi.emit_watch_event({"no": "type"}, close=True)
-    with pytest.raises(errors.WatchError):
-        list(stream)
-
-
-def test_connection_refused_is_a_connection_error():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with KubeClient(ConnectionParams(server=f"http://127.0.0.1:{port}")) as dead:
-        with pytest.raises(errors.KubeConnectionError) as exc:
-            dead.get("/api/v1/nodes")
-    assert f"127.0.0.1:{port}" in str(exc.value) or "/api/v1/nodes" in str(exc.value)
-
-
-def test_token_file_is_reread_when_it_changes(tmp_path):
-    token_file = tmp_path / "token"
-    token_file.write_text("old\n")
-    with KubeApiServer(token="new", start_resource_version=1) as server:
-        c = KubeClient(ConnectionParams(server=server.url, token_file=str(token_file)))
-        with pytest.raises(errors.Unauthorized) as exc:
-            c.list("/api/v1/nodes")
-        assert "401 Unauthorized" in str(exc.value)
-        token_file.write_text("new\n")
-        os.utime(token_file, ns=(1, 10**18))  # a different mtime, whatever the clock says
-        assert c.list("/api/v1/nodes")["items"] == []
-        c.close()
+# get, annotate, watch, connection errors and tokens: test_lite.py runs them on both transports.
 
 
 def test_post_event(client, kubeapi, objs):
