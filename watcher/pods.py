@@ -52,6 +52,7 @@ from watcher.events import EventRecorder
 from watcher.ipalloc import PodIpam
 from watcher.metrics import WatcherMetrics
 from watcher.pod_nb import Ensure, NbPort, Op, PodPortsCommand, PortTaken, Remove, find_node_switch, port_ip, scan
+from watcher.retry import requeue_or_give_up
 
 LOG = logging.getLogger(__name__)
 RESOURCE = "pods"
@@ -431,18 +432,11 @@ class PodController:
                 if isinstance(exc, NodeNotReady):
                     with self._lock:
                         self._waiting.setdefault(exc.node, set()).add(key)
-                attempt = self.queue.num_requeues(key) + 1
-                if self.queue.add_rate_limited(key):
-                    self.metrics.retries.inc(resource=RESOURCE)
-                    self.metrics.reconciled.inc(resource=RESOURCE, result="retry")
-                    log = LOG.info if isinstance(exc, NodeNotReady) else LOG.warning
-                    log("pod %s: attempt %d failed: %s; will retry", key, attempt, exc)
-                else:
+                attempts = requeue_or_give_up(self.queue, self.metrics, RESOURCE, "pod", key, exc,
+                                              expected=isinstance(exc, NodeNotReady))
+                if attempts is not None:
                     self._first_seen.pop(key, None)
-                    self.metrics.give_ups.inc(resource=RESOURCE)
-                    self.metrics.reconciled.inc(resource=RESOURCE, result="give_up")
-                    LOG.error("pod %s: giving up after %d attempts: %s", key, attempt, exc)
-                    self._event(key, f"giving up after {attempt} attempts: {exc}")
+                    self._event(key, f"giving up after {attempts} attempts: {exc}")
         except Exception:  # noqa: BLE001 -- never leave a key processing forever
             LOG.exception("pod %s: finishing failed", key)
         finally:

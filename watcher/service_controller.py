@@ -28,6 +28,7 @@ from ovn_k8s.kube.watch import Event
 from ovn_k8s.kube.workqueue import DEFAULT_MAX_RETRIES, WorkQueue
 from watcher.events import EventRecorder
 from watcher.metrics import WatcherMetrics
+from watcher.retry import requeue_or_give_up
 from watcher.services import InvalidServices, ServiceInput, ServiceReconciler
 
 LOG = logging.getLogger(__name__)
@@ -231,18 +232,10 @@ class ServiceController:
                 self.queue.forget(key)
                 self._invalid(key, exc)
             else:
-                attempt = self.queue.num_requeues(key) + 1
-                if self.queue.add_rate_limited(key):
-                    self.metrics.retries.inc(resource=RESOURCE)
-                    self.metrics.reconciled.inc(resource=RESOURCE, result="retry")
-                    LOG.warning("service %s: attempt %d failed: %s; will retry", key, attempt,
-                                exc)
-                else:
+                attempts = requeue_or_give_up(self.queue, self.metrics, RESOURCE, "service", key, exc)
+                if attempts is not None:
                     self._first_seen.pop(key, None)
-                    self.metrics.give_ups.inc(resource=RESOURCE)
-                    self.metrics.reconciled.inc(resource=RESOURCE, result="give_up")
-                    LOG.error("service %s: giving up after %d attempts: %s", key, attempt, exc)
-                    self._event(key, f"giving up after {attempt} attempts: {exc}")
+                    self._event(key, f"giving up after {attempts} attempts: {exc}")
         except Exception:  # noqa: BLE001 -- never leave a key processing forever
             LOG.exception("service %s: finishing failed", key)
         finally:
