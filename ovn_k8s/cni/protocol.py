@@ -68,7 +68,7 @@ _NO_IP_VERSION_FROM = (1, 0, 0)
 # or more alphanumeric characters, underscore, dot (.) or hyphen (-)" (container ID, network name).
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 _IFNAMSIZ = 16  # Linux: names must be shorter than 16 bytes
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class Command(enum.StrEnum):
@@ -629,30 +629,68 @@ def config_flag(conf: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def _string(conf: Mapping[str, Any], key: str, default: str) -> str:
-    value = conf.get(key, default)
+def config_string(conf: Mapping[str, Any], key: str, default: str | None) -> str | None:
+    """A string config key, `default` when absent or null; code 7 for anything but a non-empty string."""
+    value = conf.get(key)
+    if value is None:
+        return default
     if not isinstance(value, str) or not value:
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{key} must be a non-empty string", repr(value))
     return value
 
 
-def parse_plugin_config(conf: Mapping[str, Any]) -> PluginConfig:
-    """Our keys of the config (module docstring); 7 for bad values, 2 for unsupported fields."""
-    if conf.get("ipam") is not None:
-        raise CniError(ErrorCode.UNSUPPORTED_FIELD, f"unsupported field ipam={json.dumps(conf['ipam'])}",
-                       "addresses come from the pod's ovn annotation, not from an IPAM plugin")
-    if conf.get("ipMasq"):
-        raise CniError(ErrorCode.UNSUPPORTED_FIELD, f"unsupported field ipMasq={json.dumps(conf['ipMasq'])}",
-                       "masquerading is done by the OVN gateway router")
+def _string(conf: Mapping[str, Any], key: str, default: str) -> str:
+    value = config_string(conf, key, default)
+    assert value is not None
+    return value
 
-    mtu = conf.get("mtu", _DEFAULTS.mtu)
+
+def reject_ipam_and_masq(conf: Mapping[str, Any], *, ipam_reason: str, masq_reason: str) -> None:
+    """Code 2 for the spec's `ipam` and a true `ipMasq`: both plugins do their own addressing
+    and NAT, and silently ignoring either would surprise whoever configured it."""
+    if conf.get("ipam") is not None:
+        raise CniError(ErrorCode.UNSUPPORTED_FIELD, f"unsupported field ipam={json.dumps(conf['ipam'])}", ipam_reason)
+    masq = conf.get("ipMasq")
+    if masq not in (False, "false", None):
+        raise CniError(ErrorCode.UNSUPPORTED_FIELD, f"unsupported field ipMasq={json.dumps(masq)}", masq_reason)
+
+
+def config_mtu(conf: Mapping[str, Any], default: int) -> int:
+    mtu = conf.get("mtu", default)
     if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "mtu must be an integer in [68, 65535]", repr(mtu))
-    bridge = _string(conf, "bridge", _DEFAULTS.bridge)
+    return mtu
+
+
+def config_bridge(conf: Mapping[str, Any], default: str) -> str:
+    bridge = _string(conf, "bridge", default)
     try:
         validate_ifname(bridge, "bridge")
     except CniError as err:
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, err.msg, err.details) from None
+    return bridge
+
+
+def config_log_level(conf: Mapping[str, Any], default: str) -> str:
+    level = _string(conf, "log_level", default).upper()
+    if level not in LOG_LEVELS:
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"log_level must be one of {LOG_LEVELS}", level)
+    return level
+
+
+def config_dns(conf: Mapping[str, Any]) -> DNS:
+    try:
+        return DNS.from_json(conf.get("dns"))
+    except ValueError as err:
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "bad dns", str(err)) from None
+
+
+def parse_plugin_config(conf: Mapping[str, Any]) -> PluginConfig:
+    """Our keys of the config (module docstring); 7 for bad values, 2 for unsupported fields."""
+    reject_ipam_and_masq(conf, ipam_reason="addresses come from the pod's ovn annotation, not from an IPAM plugin",
+                         masq_reason="masquerading is done by the OVN gateway router")
+    mtu = config_mtu(conf, _DEFAULTS.mtu)
+    bridge = config_bridge(conf, _DEFAULTS.bridge)
     ovsdb = _string(conf, "ovsdb", _DEFAULTS.ovsdb)
     if not ovsdb.startswith(("unix:", "tcp:", "ssl:")):
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "ovsdb must be unix:, tcp: or ssl:", ovsdb)
@@ -661,13 +699,8 @@ def parse_plugin_config(conf: Mapping[str, Any]) -> PluginConfig:
     log_file = conf.get("log_file")
     if log_file is not None and (not isinstance(log_file, str) or not log_file):
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "log_file must be a path or null", repr(log_file))
-    log_level = _string(conf, "log_level", _DEFAULTS.log_level).upper()
-    if log_level not in _LOG_LEVELS:
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"log_level must be one of {_LOG_LEVELS}", log_level)
-    try:
-        dns = DNS.from_json(conf.get("dns"))
-    except ValueError as err:
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "bad dns", str(err)) from None
+    log_level = config_log_level(conf, _DEFAULTS.log_level)
+    dns = config_dns(conf)
     return PluginConfig(
         mtu=mtu,
         bridge=bridge,

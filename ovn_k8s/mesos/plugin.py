@@ -67,12 +67,17 @@ from ovn_k8s.cni.protocol import (
     Command,
     ErrorCode,
     MalformedResult,
+    config_bridge,
+    config_dns,
     config_flag,
+    config_log_level,
+    config_mtu,
     config_number,
+    config_string,
     parse_command,
     parse_envelope,
+    reject_ipam_and_masq,
     sniff_version,
-    validate_ifname,
 )
 
 LOG = logging.getLogger("ovn_k8s.mesos.plugin")
@@ -88,7 +93,6 @@ DEFAULT_VERSION = "1.0.0"
 MESOS_ARGS = "org.apache.mesos"
 NETWORK_LABEL = "logical_switch"
 TENANT_LABEL = "tenant"
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class Code:
@@ -179,36 +183,16 @@ def mesos_labels(conf: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _opt_string(conf: Mapping[str, Any], key: str) -> str | None:
-    value = conf.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{key} must be a non-empty string", repr(value))
-    return value
-
-
 def parse_config(conf: Mapping[str, Any]) -> MesosConfig:
-    if conf.get("ipam") is not None:
-        raise CniError(ErrorCode.UNSUPPORTED_FIELD, f"unsupported field ipam={json.dumps(conf['ipam'])}",
-                       "addresses are allocated in the OVN NB by this plugin")
-    masq = conf.get("ipMasq", False)
-    if masq not in (False, "false", None):
-        raise CniError(ErrorCode.UNSUPPORTED_FIELD, f"unsupported field ipMasq={json.dumps(masq)}",
-                       "the tenant's OVN gateway router SNATs")
-    mtu = conf.get("mtu", 1400)
-    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "mtu must be an integer in [68, 65535]", repr(mtu))
-    bridge = _opt_string(conf, "bridge") or "br-int"
-    try:
-        validate_ifname(bridge, "bridge")
-    except CniError as err:
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, err.msg, err.details) from None
+    reject_ipam_and_masq(conf, ipam_reason="addresses are allocated in the OVN NB by this plugin",
+                         masq_reason="the tenant's OVN gateway router SNATs")
+    mtu = config_mtu(conf, 1400)
+    bridge = config_bridge(conf, "br-int")
     settings: dict[str, Any] = {}
     for key, option in (("ovn_nb", "ovn_nb"), ("ovs_db", "ovs_db"), ("ovsdb", "ovs_db"),
                         ("nb_privkey", "nb_privkey"), ("nb_cert", "nb_cert"),
                         ("nb_cacert", "nb_cacert"), ("config", "config")):
-        value = _opt_string(conf, key)
+        value = config_string(conf, key, None)
         if value is not None:
             settings.setdefault(option, value)
     for option in ("ovn_nb", "ovs_db"):
@@ -217,17 +201,12 @@ def parse_config(conf: Mapping[str, Any]) -> MesosConfig:
             raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"{option} must be unix:, tcp: or ssl:", value)
     timeout = config_number(conf, "timeout", 30.0, 0, 3600)
     settings["timeout"] = timeout
-    log_level = (_opt_string(conf, "log_level") or "WARNING").upper()
-    if log_level not in _LOG_LEVELS:
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"log_level must be one of {_LOG_LEVELS}", log_level)
-    try:
-        dns = DNS.from_json(conf.get("dns"))
-    except ValueError as err:
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "bad dns", str(err)) from None
+    log_level = config_log_level(conf, "WARNING")
+    dns = config_dns(conf)
     return MesosConfig(mtu=mtu, bridge=bridge, timeout=timeout,
                        wait_for_ovn=config_flag(conf, "wait_for_ovn", True),
                        disable_tx_offload=config_flag(conf, "disable_tx_offload", True),
-                       log_file=_opt_string(conf, "log_file"), log_level=log_level, dns=dns,
+                       log_file=config_string(conf, "log_file", None), log_level=log_level, dns=dns,
                        settings=MappingProxyType(settings))
 
 
