@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 from collections.abc import Callable
 
+from ovn_k8s.lab.checklist import Checklist
 from ovn_k8s.lab.cluster import Lab, Node
 
 CLUSTER = "10.244.0.0/16"
@@ -20,23 +20,10 @@ def _exe(name: str) -> str:
     return beside if os.path.exists(beside) else (shutil.which(name) or name)
 
 
-class Demo:
+class Demo(Checklist):
     def __init__(self, lab: Lab, out: Callable[[str], None] = print) -> None:
+        super().__init__(out)
         self.lab = lab
-        self.out = out
-        self.t0 = time.monotonic()
-        self.passed = 0
-        self.failed = 0
-
-    def step(self, text: str) -> None:
-        self.out(f"[{time.monotonic() - self.t0:5.1f}s] {text}")
-
-    def check(self, text: str, ok: bool) -> None:
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-        self.out(f"  {'PASS' if ok else 'FAIL'}  {text}")
 
     def command(self, node: Node, *args: str) -> None:
         cmd = [_exe(args[0]), *args[1:], f"--ovs-db={node.ovs_db}"]
@@ -101,7 +88,4 @@ class Demo:
                    seen == [GATEWAY_IP])
         self.check("outside cannot reach a pod address directly",
                    not lab.ping(lab.ns("out"), pods[0].ip, count=1))
-        self.out("")
-        self.step(f"done: {self.passed} passed, {self.failed} failed")
-        self.out(f"{self.passed} passed, {self.failed} failed")
-        return 0 if self.failed == 0 else 1
+        return self.finish()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ovn_k8s.lab.checklist import Checklist
 from ovn_k8s.sandbox import cluster, manifests
 from ovn_k8s.sandbox.state import HOST_SERVICE_PORT, OUTSIDE_IP, OUTSIDE_PORT, State
 
@@ -47,23 +48,10 @@ def answers(netns: str, url: str, want: set[str], tries: int = 40) -> set[str]:
     return seen
 
 
-class Demo:
+class Demo(Checklist):
     def __init__(self, directory: str, out: Callable[[str], None] = print) -> None:
+        super().__init__(out)
         self.dir = directory
-        self.out = out
-        self.t0 = time.monotonic()
-        self.passed = 0
-        self.failed = 0
-
-    def step(self, text: str) -> None:
-        self.out(f"[{time.monotonic() - self.t0:5.1f}s] {text}")
-
-    def check(self, text: str, ok: bool, detail: str = "") -> None:
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-        self.out(f"  {'PASS' if ok else 'FAIL'}  {text}" + (f"  ({detail})" if detail else ""))
 
     def run(self, nodes: int | None = None) -> int:
         state = cluster.up(self.dir, nodes=nodes, out=lambda s: self.out("  " + s))
@@ -132,12 +120,6 @@ class Demo:
         self.out("")
         cluster.status(self.dir, out=lambda s: self.out("  " + s))
         return self.finish()
-
-    def finish(self) -> int:
-        self.out("")
-        self.step(f"done: {self.passed} passed, {self.failed} failed")
-        self.out(("PASS" if self.failed == 0 else "FAIL") + f": {self.passed} passed, {self.failed} failed")
-        return 0 if self.failed == 0 else 1
 
 
 def _copy(obj: dict[str, Any]) -> dict[str, Any]:
