@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,13 +22,13 @@ import time
 from typing import Any
 
 from ovn_k8s.lab.proc import netns_exists, stop_pidfile
+from ovn_k8s.sandbox import loop
 from ovn_k8s.sandbox.api import ApiError
 from ovn_k8s.sandbox.state import State
 
 LOG = logging.getLogger("sandbox-agent")
 PLUGIN = "ovn-k8s-cni-overlay"
 DEFAULT_PORT = 8080
-POLL = 0.2
 
 
 def pod_port(pod: dict[str, Any]) -> int:
@@ -197,27 +196,9 @@ class Agent:
                 continue
             self.spawn(key, self.start_pod, pod)
 
-    def run(self, stop: threading.Event) -> None:
-        LOG.info("agent for %s started", self.node)
-        while not stop.is_set():
-            try:
-                self.sync_once()
-            except Exception as exc:  # noqa: BLE001 - the API server may restart
-                LOG.warning("sync: %s", exc)
-            stop.wait(POLL)
-
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    state = State.load(argv[0])
-    if state is None:
-        print(f"no sandbox in {argv[0]}", file=sys.stderr)
-        return 1
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    Agent(state, argv[1]).run(stop)
-    return 0
+    return loop.main(argv, f"agent for {argv[1]}", lambda state: Agent(state, argv[1]).sync_once)
 
 
 if __name__ == "__main__":

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import itertools
 import logging
-import signal
 import sys
-import threading
 from typing import Any
 
+from ovn_k8s.sandbox import loop
 from ovn_k8s.sandbox.api import Api, ApiError
-from ovn_k8s.sandbox.state import State
 
 LOG = logging.getLogger("sandbox-controllers")
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 MANAGER = "ovn-k8s-sandbox"
 SERVICE_NAME = "kubernetes.io/service-name"
-POLL = 0.2
 
 
 def key(obj: dict[str, Any]) -> str:
@@ -161,27 +158,9 @@ class Controllers:
         self.schedule(pods, self.api.list("nodes"))
         self.endpoints(self.api.list("services"), pods)
 
-    def run(self, stop: threading.Event) -> None:
-        LOG.info("scheduler and endpoints controller started")
-        while not stop.is_set():
-            try:
-                self.sync_once()
-            except Exception as exc:  # noqa: BLE001 - keep going: the API server may restart
-                LOG.warning("sync: %s", exc)
-            stop.wait(POLL)
-
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    state = State.load(argv[0])
-    if state is None:
-        print(f"no sandbox in {argv[0]}", file=sys.stderr)
-        return 1
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    Controllers(state.api()).run(stop)
-    return 0
+    return loop.main(argv, "scheduler and endpoints controller", lambda state: Controllers(state.api()).sync_once)
 
 
 if __name__ == "__main__":
