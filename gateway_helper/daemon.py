@@ -36,7 +36,7 @@ from typing import Any
 from gateway_helper.apply import ApplyResult, FlowApplier
 from gateway_helper.flows import COOKIE, gateway_flows
 from gateway_helper.inputs import InputReader, Inputs
-from gateway_helper.metrics import Metrics, MetricsServer
+from gateway_helper.metrics import GatewayMetrics, MetricsServer
 from gateway_helper.services import ServicePorts, parse
 from ovn_k8s import config, naming, pidfile
 from ovn_k8s.cli import common
@@ -55,7 +55,7 @@ class GatewayHelper:
     """Services in (watch events), flows out (one bundle per change)."""
 
     def __init__(self, *, read_inputs: Callable[[], Inputs], applier: FlowApplier, zone: int,
-                 resync_interval: float, metrics: Metrics | None = None, cookie: int = COOKIE,
+                 resync_interval: float, metrics: GatewayMetrics | None = None, cookie: int = COOKIE,
                  poll_interval: float = POLL_INTERVAL,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
@@ -66,7 +66,8 @@ class GatewayHelper:
         self.cookie = cookie
         self.resync_interval = resync_interval
         self.poll_interval = poll_interval
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or GatewayMetrics()
+        self._watch_errors_seen = 0  # the watch keeps its own error count; the metric follows it
         self._clock = clock
         self._wall_clock = wall_clock
         self._watch_stats = watch_stats
@@ -88,12 +89,12 @@ class GatewayHelper:
                 first = not self._synced
                 self._synced = True
                 count = len(self._services)
-            self.metrics.set("services_synced", 1)
+            self.metrics.services_synced.set(1)
             if first:
                 LOG.info("services: listed %d at resourceVersion %s", count,
                          item.resource_version)
         else:
-            self.metrics.inc("service_events_total", type=item.type.lower())
+            self.metrics.service_events.inc(type=item.type.lower())
             key = item.key
             with self._lock:
                 self._generation += 1
@@ -104,8 +105,8 @@ class GatewayHelper:
                     self._services[key] = new
                 total = len(self._services)
                 with_flows = sum(1 for s in self._services.values() if not s.empty)
-            self.metrics.set("services", total)
-            self.metrics.set("services_with_flows", with_flows)
+            self.metrics.services.set(total)
+            self.metrics.services_with_flows.set(with_flows)
             if new is not None and new != old:
                 for reason in new.skipped:
                     LOG.warning("%s: %s; ignored", key, reason)
@@ -140,7 +141,7 @@ class GatewayHelper:
         try:
             inputs = self._read_inputs()
         except OvnK8sError:
-            self.metrics.inc("errors_total", stage="inputs")
+            self.metrics.errors.inc(stage="inputs")
             raise
         with self._lock:
             state = (self._generation, inputs)  # read before the services: never too new
@@ -148,21 +149,21 @@ class GatewayHelper:
         if not force and before is not None and state == self._computed_for:
             # Nothing the table depends on changed: skip even computing it (the loop runs every
             # second; 5,000 LoadBalancer services take ~65 ms to compute).
-            self.metrics.inc("flow_replacements_skipped_total")
+            self.metrics.flow_replacements_skipped.inc()
             return ApplyResult(applied=False, flows=len(before))
         flows = self.desired(inputs)
         try:
             result = self.applier.replace(flows, force=force)
         except OvnK8sError:
-            self.metrics.inc("errors_total", stage="apply")
+            self.metrics.errors.inc(stage="apply")
             raise
         self._computed_for = state
         if force:
-            self.metrics.inc("flow_resyncs_total")
+            self.metrics.flow_resyncs.inc()
         if result.applied:
-            self.metrics.inc("flow_replacements_total")
-            self.metrics.set("flows", result.flows)
-            self.metrics.set("last_replacement_timestamp_seconds", self._wall_clock())
+            self.metrics.flow_replacements.inc()
+            self.metrics.flows.set(result.flows)
+            self.metrics.last_replacement.set(self._wall_clock())
             if before != self.applier.applied:
                 LOG.info("%s: replaced our flows: %d flows for %d services with ports (host %s, "
                          "NIC ofport %d, patch ofport %d)", self.applier.bridge, result.flows,
@@ -172,7 +173,7 @@ class GatewayHelper:
                 LOG.debug("%s: resync: re-applied the same %d flows", self.applier.bridge,
                           result.flows)
         else:
-            self.metrics.inc("flow_replacements_skipped_total")
+            self.metrics.flow_replacements_skipped.inc()
         return result
 
     def _pass(self, force: bool) -> bool:
@@ -183,7 +184,7 @@ class GatewayHelper:
             return False
         except Exception as exc:  # noqa: BLE001 -- the loop must survive a bug; retried next pass
             LOG.exception("flow sync failed")
-            self.metrics.inc("errors_total", stage="apply")
+            self.metrics.errors.inc(stage="apply")
             self._report(f"flow sync failed: {exc}", logged=True)
             return False
         if self._problem is not None:
@@ -209,8 +210,9 @@ class GatewayHelper:
                     next_resync = now + self.resync_interval
                 if self._problem is None:
                     timeout = min(timeout, max(0.0, next_resync - self._clock()))
-            if self._watch_stats is not None:
-                self.metrics.set("errors_total", self._watch_stats.errors, stage="watch")
+            if self._watch_stats is not None and self._watch_stats.errors > self._watch_errors_seen:
+                self.metrics.errors.inc(self._watch_stats.errors - self._watch_errors_seen, stage="watch")
+                self._watch_errors_seen = self._watch_stats.errors
             self.wake.wait(timeout)
             self.wake.clear()
 
@@ -291,7 +293,7 @@ def serve(args: argparse.Namespace) -> int:
         if cfg.pidfile:
             write_pidfile(cfg.pidfile)
             cleanup.append(lambda: remove_pidfile(cfg.pidfile))
-        metrics = Metrics({"node": node})
+        metrics = GatewayMetrics(node)
         stats = WatchStats()
         helper = GatewayHelper(
             read_inputs=reader.read, zone=cfg.conntrack_zone, metrics=metrics,
@@ -300,7 +302,7 @@ def serve(args: argparse.Namespace) -> int:
         if cfg.metrics_address:
             server = MetricsServer(cfg.metrics_address, metrics, helper.health)
             server.start()
-            cleanup.append(server.close)
+            cleanup.append(server.stop)
             LOG.info("metrics on http://%s:%d/metrics", *server.address)
 
         stop = StopEvent()

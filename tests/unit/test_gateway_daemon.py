@@ -22,7 +22,7 @@ from gateway_helper.apply import FlowApplier, FlowApplyError
 from gateway_helper.daemon import GatewayHelper, remove_pidfile, write_pidfile
 from gateway_helper.flows import COOKIE, BridgePorts, gateway_flows
 from gateway_helper.inputs import Inputs
-from gateway_helper.metrics import Metrics, MetricsServer
+from gateway_helper.metrics import GatewayMetrics, MetricsServer
 from gateway_helper.services import parse
 from ovn_k8s.errors import ConfigError, HostError
 from ovn_k8s.kube.rest import ConnectionParams, KubeClient, resource_path
@@ -71,7 +71,7 @@ class FakeBridge:
 def make_helper(bridge: FakeBridge, *, read_inputs: Callable[[], Inputs] = lambda: INPUTS,
                 resync: float = 3600.0, poll: float = 0.05) -> GatewayHelper:
     return GatewayHelper(read_inputs=read_inputs, zone=64000, resync_interval=resync,
-                         poll_interval=poll, metrics=Metrics({"node": "node1"}),
+                         poll_interval=poll, metrics=GatewayMetrics("node1"),
                          applier=FlowApplier("breth1", cookie=COOKIE, runner=bridge))
 
 
@@ -173,10 +173,10 @@ def test_flows_follow_the_services_and_leave_other_cookies_alone(
     assert not any("tp_dst=30080" in f for f in bridge.ours())
     assert FOREIGN in bridge.flows
     m = helper.metrics
-    assert m.get("services") == 1 and m.get("services_with_flows") == 1
-    assert m.get("service_events_total", type="deleted") == 1
-    assert m.get("flow_replacements_total") == bridge.calls >= 3
-    assert m.get("errors_total", stage="apply") == 0
+    assert m.services.value() == 1 and m.services_with_flows.value() == 1
+    assert m.service_events.value(type="deleted") == 1
+    assert m.flow_replacements.value() == bridge.calls >= 3
+    assert m.errors.value(stage="apply") == 0
 
 
 def test_an_unchanged_table_is_applied_once_and_again_only_when_forced() -> None:
@@ -196,8 +196,8 @@ def test_an_unchanged_table_is_applied_once_and_again_only_when_forced() -> None
     helper.sync_once(force=True)
     assert bridge.ours() == expected(svc) and FOREIGN in bridge.flows
     m = helper.metrics
-    assert (m.get("flow_replacements_total"), m.get("flow_replacements_skipped_total"),
-            m.get("flow_resyncs_total")) == (2, 2, 1)
+    assert (m.flow_replacements.value(), m.flow_replacements_skipped.value(),
+            m.flow_resyncs.value()) == (2, 2, 1)
     # A MODIFIED event that changes nothing the flows depend on costs no ovs-ofctl call.
     helper.handle(Event("MODIFIED", {**svc, "metadata": {**svc["metadata"], "labels": {"a": "b"}}}))
     helper.sync_once()
@@ -216,7 +216,7 @@ def test_a_failed_apply_leaves_the_table_and_is_retried_at_the_next_pass() -> No
                                              r"ovs-ofctl: breth1: failed to connect"):
         helper.sync_once()
     assert bridge.flows == before
-    assert helper.metrics.get("errors_total", stage="apply") == 1
+    assert helper.metrics.errors.value(stage="apply") == 1
     assert not helper._pass(force=False)
     assert helper.health()[0] is False and "failed to connect" in helper.health()[1]
     # ovs-vswitchd comes back (a restart empties its flow table): the next pass re-applies
@@ -244,7 +244,7 @@ def test_missing_inputs_keep_the_flows_in_place_and_count_as_errors() -> None:
     state["inputs"] = None
     assert not helper._pass(force=True)
     assert bridge.ours() == applied
-    assert helper.metrics.get("errors_total", stage="inputs") == 1
+    assert helper.metrics.errors.value(stage="inputs") == 1
     assert helper.health() == (False, "patch port k8s-patch-breth1-br-int is not a port of OVS "
                                       "bridge breth1")
     # The NIC comes back with another ofport: the table follows.
@@ -263,7 +263,7 @@ def test_the_loop_resyncs_on_its_own_and_stops_promptly() -> None:
         wait_until(lambda: bridge.ours() == expected(), "the first replacement")
         bridge.flows = {FOREIGN, "cookie=0x6b38736777,table=0,priority=1,in_port=9 actions=drop"}
         wait_until(lambda: bridge.ours() == expected(), "the resync to repair the drift")
-        assert helper.metrics.get("flow_resyncs_total") >= 1
+        assert helper.metrics.flow_resyncs.value() >= 1
         assert FOREIGN in bridge.flows
     finally:
         t0 = time.monotonic()
@@ -302,7 +302,7 @@ def test_metrics_and_healthz_over_http() -> None:
             assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             text = resp.read().decode()
     finally:
-        server.close()
+        server.stop()
     lines = text.splitlines()
     assert "# TYPE ovn_k8s_gateway_helper_flow_replacements_total counter" in lines
     assert 'ovn_k8s_gateway_helper_flow_replacements_total{node="node1"} 1' in lines
@@ -326,7 +326,7 @@ def test_metrics_address_errors_are_one_line() -> None:
         with pytest.raises(ConfigError, match=r"cannot listen on 127.0.0.1:\d+: Address already"):
             MetricsServer(f"127.0.0.1:{first.address[1]}", helper.metrics, helper.health)
     finally:
-        first.close()
+        first.stop()
 
 
 def test_pidfile_refuses_a_live_helper_and_replaces_a_stale_one(tmp_path: Any) -> None:
