@@ -113,3 +113,19 @@ def join_address(join: netaddr.IPNetwork, current: netaddr.IPAddress | None,
     if current is not None and current in join and current not in used and current != join_router_ip(join):
         return current
     return allocate_join_ip(join, used)
+
+
+def join_address_among(join: netaddr.IPNetwork, mine: str,
+                       ports: Iterable[tuple[str, Iterable[str]]]) -> netaddr.IPAddress:
+    """`join_address` for the gateway whose router port is named `mine`, given the
+    (name, networks) of every gateway port on that join switch."""
+    used: list[netaddr.IPAddress] = []
+    current: netaddr.IPAddress | None = None
+    for name, networks in ports:
+        for cidr in networks:
+            ip = netaddr.IPNetwork(cidr).ip
+            if name == mine:
+                current = ip if ip in join else None
+            elif ip in join:
+                used.append(ip)
+    return join_address(join, current, used)

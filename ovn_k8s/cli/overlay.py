@@ -303,18 +303,9 @@ def gateway_init(args: argparse.Namespace) -> int:
 def _join_address(view: NbView, node: str, join: netaddr.IPNetwork) -> netaddr.IPAddress:
     """This gateway's join address: the one it has if still valid, else the lowest free one."""
     mine = naming.rtoj(naming.gateway_router(node))
-    used: list[netaddr.IPAddress] = []
-    current: netaddr.IPAddress | None = None
-    for lrp in view.owned(topology.LRP):
-        if lrp.external_ids.get(naming.CONNECT_TO_JOIN_MARK) != "yes":
-            continue
-        for cidr in lrp.networks:
-            ip = netaddr.IPNetwork(cidr).ip
-            if lrp.name == mine:
-                current = ip if ip in join else None
-            elif ip in join:
-                used.append(ip)
-    return ipam.join_address(join, current, used)
+    ports = ((lrp.name, lrp.networks) for lrp in view.owned(topology.LRP)
+             if lrp.external_ids.get(naming.CONNECT_TO_JOIN_MARK) == "yes")
+    return ipam.join_address_among(join, mine, ports)
 
 
 # --- argument parsing --------------------------------------------------------------------------

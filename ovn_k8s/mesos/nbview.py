@@ -98,18 +98,9 @@ def join_address(view: Any, tenant: str, system_id: str, join: netaddr.IPNetwork
     """This gateway's address on join_<tenant>: the one it has if still valid, else the lowest
     free one. Only this tenant's gateways count: each tenant has its own join switch."""
     mine = naming.rtoj(naming.tenant_gateway_router(tenant, system_id))
-    used: list[netaddr.IPAddress] = []
-    current: netaddr.IPAddress | None = None
-    for lrp in view.owned(LRP, f"{GATEWAY_OWNER_PREFIX}{tenant}/"):
-        if not lrp.name.startswith("rtoj-"):
-            continue
-        for cidr in lrp.networks:
-            ip = netaddr.IPNetwork(cidr).ip
-            if lrp.name == mine:
-                current = ip if ip in join else None
-            elif ip in join:
-                used.append(ip)
-    return ipam.join_address(join, current, used)
+    ports = ((lrp.name, lrp.networks) for lrp in view.owned(LRP, f"{GATEWAY_OWNER_PREFIX}{tenant}/")
+             if lrp.name.startswith("rtoj-"))
+    return ipam.join_address_among(join, mine, ports)
 
 
 def external_switch_users(switch: Any, *, excluding: Iterable[str] = ()) -> set[str]:

@@ -61,3 +61,13 @@ def test_join_address_keeps_a_valid_one_and_reallocates_otherwise() -> None:
     assert ipam.join_address(join, ip("100.64.0.1"), []) == ip("100.64.0.2")
     assert ipam.join_address(join, ip("100.65.0.9"), []) == ip("100.64.0.2")
     assert ipam.join_address(join, None, [ip("100.64.0.2")]) == ip("100.64.0.3")
+
+
+def test_join_address_among_the_gateway_ports_of_a_join_switch() -> None:
+    join = netaddr.IPNetwork("100.64.0.0/16")
+    ports = [("rtoj-GR_a", ["100.64.0.2/16"]), ("rtoj-GR_b", ["100.64.0.3/16"])]
+    assert ipam.join_address_among(join, "rtoj-GR_b", ports) == netaddr.IPAddress("100.64.0.3")  # kept
+    assert ipam.join_address_among(join, "rtoj-GR_c", ports) == netaddr.IPAddress("100.64.0.4")  # new
+    # a port left outside a changed join subnet gets a new address; others' stale ones do not count
+    moved = [("rtoj-GR_a", ["100.65.0.2/16"]), ("rtoj-GR_b", ["100.64.0.2/16"])]
+    assert ipam.join_address_among(join, "rtoj-GR_a", moved) == netaddr.IPAddress("100.64.0.3")
