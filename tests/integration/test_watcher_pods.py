@@ -25,15 +25,6 @@ NODES = {"node1": "10.244.1.0/24", "node2": "10.244.2.0/24"}
 
 
 @pytest.fixture
-def kube() -> Iterator[KubeApiServer]:
-    server = KubeApiServer(bookmark_interval=0.5, start_resource_version=1000).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def kubeconfig(kube: KubeApiServer, tmp_path) -> str:
     path = str(tmp_path / "kubeconfig")
     kube.write_kubeconfig(path)

@@ -28,15 +28,6 @@ NODES = {"node1": "10.244.0.0/23", "node2": "10.244.2.0/23"}
 
 
 @pytest.fixture
-def kube() -> Iterator[KubeApiServer]:
-    server = KubeApiServer(bookmark_interval=0.5, start_resource_version=1000).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def make_watcher(lab: Lab, kube: KubeApiServer, tmp_path) -> Iterator:
     kubeconfig = str(tmp_path / "kubeconfig")
     kube.write_kubeconfig(kubeconfig)

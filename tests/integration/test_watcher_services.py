@@ -24,15 +24,6 @@ GATEWAYS = {"node1": "192.0.2.10/24"}
 
 
 @pytest.fixture
-def kube() -> Iterator[KubeApiServer]:
-    server = KubeApiServer(bookmark_interval=0.5, start_resource_version=1000).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def watcher(lab: Lab, kube: KubeApiServer, tmp_path) -> Iterator[WatcherProcess]:
     kubeconfig = str(tmp_path / "kubeconfig")
     kube.write_kubeconfig(kubeconfig)
