@@ -740,25 +740,36 @@ def run(handler: Handler, env: Mapping[str, str], stdin: str | bytes | IO[str] |
 
     VERSION is answered here without calling `handler`. ADD prints the handler's AddResult in the
     requested version (a None result passes `prevResult` through, as chained plugins must); DEL
-    and CHECK print nothing on success. A CniError prints the spec's error JSON and returns 1;
-    any other exception is logged (traceback goes to logging, never to stdout) and reported as
-    code 999 with its message. Configure logging to stderr or a file, never to stdout.
+    and CHECK print nothing on success. Errors as `respond` says.
     """
-    error_version = DEFAULT_VERSION
+    return respond(env, stdin, stdout, lambda text: _dispatch(handler, parse_request(env, text)))
+
+
+def respond(env: Mapping[str, str], stdin: str | bytes | IO[str] | IO[bytes], stdout: IO[str],
+            answer: Callable[[str], dict[str, Any] | None], *,
+            error_version: Callable[[str], str] = sniff_version) -> int:
+    """The frame of every invocation of our plugins: read the config from stdin, call
+    `answer(config text)` and print what it returns (nothing for None); exit code 0.
+
+    A CniError prints the spec's error JSON (in the config's version, as `error_version` reads
+    it) and returns 1; any other exception is logged (the traceback goes to logging, never to
+    stdout) and reported as code 999 with its message. Configure logging to stderr or a file,
+    never to stdout.
+    """
+    version = DEFAULT_VERSION
     payload: dict[str, Any] | None
     try:
         text = _read_stdin(stdin)
-        error_version = sniff_version(text)
-        request = parse_request(env, text)
-        payload = _dispatch(handler, request)
+        version = error_version(text)
+        payload = answer(text)
         rc = 0
     except CniError as err:
         LOG.error("CNI %s failed: code %s: %s", env.get("CNI_COMMAND", "?"), err.code, err)
-        payload, rc = err.to_json(error_version), 1
+        payload, rc = err.to_json(version), 1
     except Exception as err:  # the single catch-all: the runtime must always get JSON
         LOG.exception("CNI %s failed unexpectedly", env.get("CNI_COMMAND", "?"))
         unexpected = CniError(ErrorCode.INTERNAL, str(err) or type(err).__name__, type(err).__name__)
-        payload, rc = unexpected.to_json(error_version), 1
+        payload, rc = unexpected.to_json(version), 1
     if payload is not None:
         try:
             stdout.write(json.dumps(payload) + "\n")

@@ -77,6 +77,7 @@ from ovn_k8s.cni.protocol import (
     parse_command,
     parse_envelope,
     reject_ipam_and_masq,
+    respond,
     sniff_version,
 )
 
@@ -258,47 +259,17 @@ def render_result(result: AddResult, version: str) -> dict[str, Any]:
 def run(handler: Any, env: Mapping[str, str], stdin: str | bytes | IO[str] | IO[bytes], stdout: IO[str]) -> int:
     """One invocation: parse, dispatch, print the result or the error JSON; the exit code.
 
-    As protocol.run, with the Mesos request parser and result versions: a CniError is the
-    spec's error JSON (exit 1); anything else is logged and reported as code 999."""
-    version = DEFAULT_VERSION
-    payload: dict[str, Any] | None = None
-    try:
-        if isinstance(stdin, str | bytes):
-            data = stdin
-        else:
-            try:
-                data = stdin.read()
-            except OSError as err:
-                raise CniError(ErrorCode.IO_FAILURE, "error reading network config from stdin", str(err)) from None
-        if isinstance(data, bytes):
-            try:
-                data = data.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise CniError(ErrorCode.DECODING_FAILURE, "network config is not UTF-8", str(err)) from None
-        version = _error_version(data)
-        request = parse_request(env, data)
+    protocol.respond's frame, with the Mesos request parser and result versions: a CniError is
+    the spec's error JSON (exit 1); anything else is logged and reported as code 999."""
+
+    def answer(text: str) -> dict[str, Any] | None:
+        request = parse_request(env, text)
         if request.command is Command.VERSION:
-            payload = version_json(request.cni_version)
-        else:
-            result = handler(request)
-            if request.command is Command.ADD:
-                payload = render_result(result, request.cni_version)
-        rc = 0
-    except CniError as err:
-        LOG.error("CNI %s failed: code %s: %s", env.get("CNI_COMMAND", "?"), err.code, err)
-        payload, rc = err.to_json(version), 1
-    except Exception as err:  # the runtime must always get JSON
-        LOG.exception("CNI %s failed unexpectedly", env.get("CNI_COMMAND", "?"))
-        payload, rc = CniError(ErrorCode.INTERNAL, str(err) or type(err).__name__,
-                               type(err).__name__).to_json(version), 1
-    if payload is not None:
-        try:
-            stdout.write(json.dumps(payload) + "\n")
-            stdout.flush()
-        except OSError:
-            LOG.exception("cannot write the CNI result to stdout")
-            return 1
-    return rc
+            return version_json(request.cni_version)
+        result = handler(request)
+        return render_result(result, request.cni_version) if request.command is Command.ADD else None
+
+    return respond(env, stdin, stdout, answer, error_version=_error_version)
 
 
 def _error_version(text: str) -> str:
