@@ -118,3 +118,12 @@ def _plain(value: Any) -> Any:
             return sorted(_plain(v) for v in inner)
         return inner
     return value
+
+
+def self_signed_cert(directory: str | os.PathLike[str], name: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key, made with the openssl CLI: (cert, key)."""
+    key, cert = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=30)
+    return cert, key

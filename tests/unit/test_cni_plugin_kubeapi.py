@@ -18,6 +18,7 @@ from ovn_k8s.cni import kubeapi
 from ovn_k8s.cni.kubeapi import ApiSettings, PodNetwork, api_settings, connection_params, parse_annotation
 from ovn_k8s.cni.protocol import CniError
 from ovn_k8s.kubeapi import KubeApiServer
+from tests.helpers import self_signed_cert
 
 GOOD = {"ip_address": "10.244.2.5/24", "mac_address": "0A:58:0A:F4:02:05", "gateway_ip": "10.244.2.1"}
 
@@ -152,7 +153,7 @@ def pod(name: str, annotation: str | None = None, uid: str | None = None) -> dic
 
 def wait(server: KubeApiServer, name: str, timeout: float = 10.0, uid: str | None = None,
          url: str | None = None) -> PodNetwork:
-    from ovn_k8s.kube.rest import ConnectionParams
+    from ovn_k8s.kube.params import ConnectionParams
 
     client = kubeapi.make_client(ConnectionParams(server=url or server.url))
     try:
@@ -191,6 +192,26 @@ def test_the_annotation_is_seen_through_a_watch_of_that_one_pod(server: KubeApiS
     (watch,) = server.watch_requests
     assert watch.params["fieldSelector"] == "metadata.name=b"
     assert watch.params["resourceVersion"]  # from the GET: no event between GET and watch is lost
+
+
+def test_the_wait_over_https_with_a_kubeconfig(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """GET and watch over TLS, from a kubeconfig (CA and token), as on a real node."""
+    cert, key = self_signed_cert(tmp_path, "server")
+    api = KubeApiServer(token="s3cret", tls_cert=cert, tls_key=key, start_resource_version=100).start()
+    try:
+        api.create("pods", pod("t"), namespace="ns")
+        params = connection_params(ApiSettings(kubeconfig=api.write_kubeconfig(tmp_path / "kc")), dict)
+        later(0.3, lambda: api.patch("pods", "t", {"metadata": {"annotations": {"ovn": ann()}}}, namespace="ns"))
+        client = kubeapi.make_client(params)
+        try:
+            network = kubeapi.wait_for_pod_network(client, "ns", "t", uid=None, deadline=time.monotonic() + 10,
+                                                   poll_interval=0.05)
+        finally:
+            client.close()
+        assert network.ip_cidr == "10.244.2.5/24"
+        assert [r.verb for r in api.requests] == ["get", "watch"]
+    finally:
+        api.stop()
 
 
 def test_a_pod_that_does_not_exist_yet_is_waited_for(server: KubeApiServer) -> None:

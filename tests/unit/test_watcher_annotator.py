@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -61,28 +60,4 @@ def test_a_closed_keep_alive_connection_is_reopened(server):
     ann.close()
 
 
-def _self_signed(d, name: str) -> tuple[str, str]:
-    key, cert = str(d / f"{name}.key"), str(d / f"{name}.crt")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key,
-                    "-out", cert], check=True, capture_output=True, timeout=30)
-    return cert, key
-
-
-def test_https_is_verified_against_the_ca(tmp_path):
-    cert, key = _self_signed(tmp_path, "server")
-    other, _ = _self_signed(tmp_path, "other")
-    srv = KubeApiServer(tls_cert=cert, tls_key=key).start()
-    try:
-        srv.create("pods", {"metadata": {"name": "a", "namespace": "ns"}, "spec": {}})
-        PodAnnotator(ConnectionParams(server=srv.url, ca_file=cert)).annotate(
-            "ns", "a", {"ovn": "{}"})
-        assert srv.get("pods", "a", namespace="ns")["metadata"]["annotations"] == {"ovn": "{}"}
-        with pytest.raises(KubeConnectionError):
-            PodAnnotator(ConnectionParams(server=srv.url, ca_file=other)).annotate(
-                "ns", "a", {"ovn": "{}"})
-        PodAnnotator(ConnectionParams(server=srv.url, insecure=True)).annotate(
-            "ns", "a", {"ovn": "{ }"})
-    finally:
-        srv.stop()
+# TLS, tokens and connection errors of the transport: tests/unit/kube/test_lite.py.
