@@ -142,7 +142,7 @@ class LiteClient:
 
     def _send(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
               body: bytes | None = None, content_type: str | None = None,
-              read_timeout: float | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+              read_timeout: float | None = None) -> http.client.HTTPResponse:
         """Send one request and read the status line; raise a KubeError for a transport
         failure or a >= 400 status (after reading its body). The caller reads the 2xx body."""
         target = self._prefix + path
@@ -180,7 +180,7 @@ class LiteClient:
                 payload = ""
             self._finish(resp)
             raise api_error(resp.status, payload, method=method, url=path)
-        return conn, resp
+        return resp
 
     def _finish(self, resp: http.client.HTTPResponse) -> None:
         """After a response: keep the connection only if the server will."""
@@ -199,7 +199,7 @@ class LiteClient:
     # -- verbs -----------------------------------------------------------------------------
 
     def get(self, path: str) -> Obj:
-        _, resp = self._send("GET", path)
+        resp = self._send("GET", path)
         data = self._read("GET", path, resp)
         try:
             return json.loads(data)
@@ -210,7 +210,7 @@ class LiteClient:
         """Set (or, with None, remove) annotations with one merge patch. The answer is not
         parsed: the hot caller does not need the object back."""
         body = json.dumps({"metadata": {"annotations": dict(annotations)}}, separators=(",", ":")).encode()
-        _, resp = self._send("PATCH", path, body=body, content_type=MERGE_PATCH)
+        resp = self._send("PATCH", path, body=body, content_type=MERGE_PATCH)
         self._read("PATCH", path, resp)
 
     def watch(self, path: str, *, resource_version: str | None = None,
@@ -226,7 +226,7 @@ class LiteClient:
             "allowWatchBookmarks": "true" if allow_bookmarks else None,
             "timeoutSeconds": str(int(timeout_seconds)) if timeout_seconds else None,
         }
-        _, resp = self._send("GET", path, query=query, read_timeout=read_timeout)
+        resp = self._send("GET", path, query=query, read_timeout=read_timeout)
         return LiteWatch(self, resp, path)
 
 
