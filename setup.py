@@ -9,9 +9,12 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
+    # ovn_k8s (the runtime library), the two daemons, and the sandbox (the one-machine cluster
+    # with its lab and embedded API server). The runtime never imports the sandbox
+    # (tests/unit/test_architecture.py), so a node can run without it.
     packages=find_packages(include=["ovn_k8s", "ovn_k8s.*", "watcher", "watcher.*",
-                                    "gateway_helper", "gateway_helper.*"]),
-    # bin/ is the single source of executables (thin wrappers around ovn_k8s.cli.*).
+                                    "gateway_helper", "gateway_helper.*", "sandbox", "sandbox.*"]),
+    # bin/ is the single source of executables (thin wrappers around ovn_k8s.cli.*, watcher, gateway_helper, sandbox).
     scripts=[
         "bin/ovn-k8s-overlay",
         "bin/ovn-k8s-util",

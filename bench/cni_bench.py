@@ -40,9 +40,9 @@ from typing import IO
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from ovn_k8s.kubeapi.server import KubeApiServer  # noqa: E402
-from ovn_k8s.lab.cluster import Lab, Node  # noqa: E402
-from ovn_k8s.lab.forward import Forwarder  # noqa: E402
+from sandbox.kubeapi.server import KubeApiServer  # noqa: E402
+from sandbox.lab.cluster import Lab, Node  # noqa: E402
+from sandbox.lab.forward import Forwarder  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
 EXES = {

@@ -41,9 +41,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ovn_k8s.kube.rest import ConnectionParams, KubeClient, resource_path  # noqa: E402
 from ovn_k8s.kube.watch import StopEvent, list_then_watch  # noqa: E402
-from ovn_k8s.kubeapi import KubeApiServer  # noqa: E402
-from ovn_k8s.lab.cluster import Lab  # noqa: E402
-from watcher.harness import (  # noqa: E402
+from sandbox.kubeapi import KubeApiServer  # noqa: E402
+from sandbox.lab.cluster import Lab  # noqa: E402
+from sandbox.watcher_harness import (  # noqa: E402
     WatcherProcess,
     annotation,
     differences,

@@ -6,7 +6,7 @@ that must reach the gateway router through the NIC:
 - node ports (services of type NodePort and LoadBalancer), on the host's address;
 - every service port on each external IPv4 address: spec.externalIPs and
   status.loadBalancer.ingress[].ip.
-Headless and ExternalName services get no load balancer in OVN (ovn_k8s/build/services.py),
+Headless and ExternalName services get no load balancer in OVN (ovn_k8s/desired/services.py),
 so they get no flows either. IPv6 addresses are left out: the gateway router is IPv4-only.
 
 A service the parser rejects becomes an empty `ServicePorts` with the reason in `skipped`,

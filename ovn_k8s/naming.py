@@ -125,7 +125,7 @@ def nic_bridge(nic: str) -> str:
     return f"br{nic}"
 
 
-# --- services (watcher/services.py, ovn_k8s/build/services.py) -----------------------------------
+# --- services (watcher/services.py, ovn_k8s/desired/services.py) -----------------------------------
 # One Load_Balancer per (service, protocol, scope); see docs/services.md.
 #   cluster         ClusterIP (+ external and ingress IPs) VIPs, in group k8s-cluster-lbs
 #   external        externalIPs and status.loadBalancer.ingress IPs, in group k8s-gateway-lbs,

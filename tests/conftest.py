@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ovn_k8s.lab.cluster import Lab, sweep_stale
+from sandbox.lab.cluster import Lab, sweep_stale
 
 NEEDS = ("ovsdb-server", "ovn-northd", "ovs-vswitchd", "ovn-controller", "ip", "ethtool")
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ovn_k8s.lab.cluster import Lab, Node
+from sandbox.lab.cluster import Lab, Node
 
 BIN = os.path.dirname(sys.executable)
 CLUSTER = "10.244.0.0/16"

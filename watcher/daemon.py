@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ovn_k8s import config, naming, pidfile
-from ovn_k8s.build.services import AffinityMode, NodePortMode
 from ovn_k8s.cli import common
+from ovn_k8s.desired.services import AffinityMode, NodePortMode
 from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
 from ovn_k8s.kube import auth
 from ovn_k8s.kube.backoff import Backoff

@@ -28,8 +28,8 @@ from ovsdbapp.backend.ovs_idl import command as ovs_command
 from ovsdbapp.backend.ovs_idl import idlutils
 
 from ovn_k8s import naming
-from ovn_k8s.build import topology
-from ovn_k8s.build.pods import NodeSwitch, PodPort, pod_key_from_port
+from ovn_k8s.desired import topology
+from ovn_k8s.desired.pods import NodeSwitch, PodPort, pod_key_from_port
 
 LOG = logging.getLogger(__name__)
 LS, LSP = "Logical_Switch", "Logical_Switch_Port"

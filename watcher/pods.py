@@ -3,7 +3,7 @@ node's switch, a stable address, and the `ovn` annotation the CNI plugin reads.
 
 Level driven. Watch events only update the store and enqueue the pod's key. A worker takes
 the keys that are ready, up to `batch_size` at a time, and for each reads the pod as it is
-now, builds the port it should have (`ovn_k8s.build.pods`, pure), and compares it with the
+now, builds the port it should have (`ovn_k8s.desired.pods`, pure), and compares it with the
 port we last wrote; all the differences of the batch go to the NB in ONE transaction
 (`PodPortsCommand`). Annotations are then patched concurrently, over keep-alive
 connections, while the worker already plans the next batch (a key stays "processing" until
@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ovn_k8s import naming
-from ovn_k8s.build.pods import NodeSwitch, PodPort, annotated_ip, annotation_current, pod_port
+from ovn_k8s.desired.pods import NodeSwitch, PodPort, annotated_ip, annotation_current, pod_port
 from ovn_k8s.errors import InvalidObject, OvnK8sError
 from ovn_k8s.kube.errors import NotFound
 from ovn_k8s.kube.watch import Event

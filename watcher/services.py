@@ -1,7 +1,7 @@
 """Services in the NB: load balancers per (service, protocol, scope), kept equal to the cluster.
 
     raw Service + EndpointSlices/Endpoints --parse (ovn_k8s.model.kube)--> Service, backends
-        --build (ovn_k8s.build.services, pure)--> desired Load_Balancer rows per service key
+        --build (ovn_k8s.desired.services, pure)--> desired Load_Balancer rows per service key
         --diff against the applied cache--> changed keys only --write--> ONE NB transaction
 
 The applied cache maps a service key to the rows last written for it (with their UUIDs). It
@@ -33,7 +33,7 @@ from typing import Any
 from ovsdbapp.backend.ovs_idl import command as ovs_command
 
 from ovn_k8s import naming
-from ovn_k8s.build.services import AffinityMode, Gateway, NodePortMode, service_rows, template_var_rows
+from ovn_k8s.desired.services import AffinityMode, Gateway, NodePortMode, service_rows, template_var_rows
 from ovn_k8s.errors import InvalidObject, NotReadyError
 from ovn_k8s.model.kube import (
     Service,

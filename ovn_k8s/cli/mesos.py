@@ -26,9 +26,9 @@ from typing import Any
 import netaddr
 
 from ovn_k8s import config, host, ipam, naming
-from ovn_k8s.build import mesos as build
-from ovn_k8s.build.topology import LR, LRP, LS
 from ovn_k8s.cli import common
+from ovn_k8s.desired import mesos as build
+from ovn_k8s.desired.topology import LR, LRP, LS
 from ovn_k8s.errors import ConfigError, ConnectionFailed, HostError, NotReadyError
 from ovn_k8s.mesos import nbview
 from ovn_k8s.nb import connection

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import netaddr
 
 from ovn_k8s import config, host, ipam, naming
-from ovn_k8s.build import topology
 from ovn_k8s.cli import common
+from ovn_k8s.desired import topology
 from ovn_k8s.errors import ConfigError, NotReadyError
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.apply import ApplyCommand, NbView

@@ -16,10 +16,10 @@ from typing import Any
 import netaddr
 
 from ovn_k8s import config, ipam, naming
-from ovn_k8s.build import mesos as build
 from ovn_k8s.cli import common
 from ovn_k8s.cni import netns, ovsdb
 from ovn_k8s.cni.protocol import AddResult, CniError, ErrorCode
+from ovn_k8s.desired import mesos as build
 from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
 from ovn_k8s.mesos import nbview
 from ovn_k8s.mesos.plugin import Code, MesosRequest

@@ -14,8 +14,8 @@ from typing import Any
 import netaddr
 
 from ovn_k8s import ipam, naming
-from ovn_k8s.build import mesos as build
-from ovn_k8s.build.topology import LR, LRP, LS, LSP
+from ovn_k8s.desired import mesos as build
+from ovn_k8s.desired.topology import LR, LRP, LS, LSP
 from ovn_k8s.errors import ConfigError, NotReadyError
 from ovn_k8s.nb.model import NAMED_TABLES, Row
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from ovn_k8s.kubeapi.server import KubeApiServer
-from ovn_k8s.lab.cluster import Lab, Node
-from ovn_k8s.lab.forward import Forwarder
+from sandbox.kubeapi.server import KubeApiServer
+from sandbox.lab.cluster import Lab, Node
+from sandbox.lab.forward import Forwarder
 from tests.helpers import BIN, cli, master_init, minion_init, ok
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ import pytest
 
 from ovn_k8s.cni.ovsdb import LocalOvsdb, attach_ids
 from ovn_k8s.cni.protocol import CniError
-from ovn_k8s.lab.proc import stop_pidfile
+from sandbox.lab.proc import stop_pidfile
 
 pytestmark = pytest.mark.integration
 

@@ -35,10 +35,10 @@ import pytest
 from gateway_helper.apply import FlowApplier, FlowApplyError
 from gateway_helper.flows import COOKIE, BridgePorts, gateway_flows
 from gateway_helper.services import parse
-from ovn_k8s.kubeapi import KubeApiServer
-from ovn_k8s.lab.cluster import Lab, Node, Pod
-from ovn_k8s.lab.forward import Forwarder
 from ovn_k8s.nb import connection
+from sandbox.kubeapi import KubeApiServer
+from sandbox.lab.cluster import Lab, Node, Pod
+from sandbox.lab.forward import Forwarder
 from tests.helpers import BIN, cli, gateway_init, master_init, minion_init, ok
 from watcher.services import ServiceInput, ServiceReconciler
 

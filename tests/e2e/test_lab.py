@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from ovn_k8s.lab.cluster import Lab
-from ovn_k8s.lab.proc import socket_in_netns
+from sandbox.lab.cluster import Lab
+from sandbox.lab.proc import socket_in_netns
 
 pytestmark = pytest.mark.e2e
 
@@ -47,14 +47,14 @@ def test_down_removes_everything(lab: Lab) -> None:
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not [n for n in netns if n in listed]
     assert not os.path.exists(lab.dir)
-    from ovn_k8s.lab.proc import alive
+    from sandbox.lab.proc import alive
     assert not [p for p in pids if alive(p)]
 
 
 def test_forwarder_serves_a_loopback_server_inside_the_lab(lab: Lab) -> None:
     import http.server
 
-    from ovn_k8s.lab.forward import Forwarder
+    from sandbox.lab.forward import Forwarder
 
     class Hello(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802

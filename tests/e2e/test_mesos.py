@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ovn_k8s.cni.netns import host_ifname_for
-from ovn_k8s.lab.cluster import Lab, Node
+from sandbox.lab.cluster import Lab, Node
 from tests.helpers import cli, nb_dump, ok, rows
 
 pytestmark = pytest.mark.e2e

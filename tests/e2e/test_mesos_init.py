@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from ovn_k8s.lab.cluster import Lab
+from sandbox.lab.cluster import Lab
 from tests.e2e.test_mesos import (
     CLUSTER,
     OUTSIDE,

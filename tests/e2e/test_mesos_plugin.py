@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ovn_k8s.cni.netns import host_ifname_for
-from ovn_k8s.lab.cluster import Lab, Node
+from sandbox.lab.cluster import Lab, Node
 from tests.e2e.test_mesos import init_tenant, mesos, network_conf, plugin, use_nb
 from tests.helpers import nb_dump, ok, rows
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ovn_k8s.lab.cluster import Lab, SslFiles
+from sandbox.lab.cluster import Lab, SslFiles
 from tests.e2e.test_mesos import OUTSIDE, network_conf, plugin
 from tests.e2e.test_overlay_ssl import make_pki
 from tests.helpers import cli, ok, rows

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from ovn_k8s.lab.cluster import Lab
+from sandbox.lab.cluster import Lab
 from tests.helpers import cli, gateway_init, identities, master_init, minion_init, nb_dump, ok, rows
 
 pytestmark = pytest.mark.e2e

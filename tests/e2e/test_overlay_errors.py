@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ovn_k8s.lab.cluster import Lab, Node
+from sandbox.lab.cluster import Lab, Node
 from tests.helpers import cli, gateway_init, master_init, minion_init, nb_dump, ok
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ovn_k8s.lab.cluster import Lab, SslFiles
+from sandbox.lab.cluster import Lab, SslFiles
 from tests.helpers import cli, gateway_init, master_init, minion_init, ok
 
 pytestmark = pytest.mark.e2e

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ovn_k8s.lab.proc import alive, read_pid
-from ovn_k8s.sandbox.state import State, prefix_for
+from sandbox.lab.proc import alive, read_pid
+from sandbox.state import State, prefix_for
 
 pytestmark = pytest.mark.e2e
 SANDBOX = os.path.join(os.path.dirname(sys.executable), "ovn-k8s-sandbox")

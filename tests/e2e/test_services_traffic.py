@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from ovn_k8s.build.services import AffinityMode
-from ovn_k8s.lab.cluster import Lab
-from ovn_k8s.lab.proc import run, stop_pid, wait_for
+from ovn_k8s.desired.services import AffinityMode
 from ovn_k8s.nb import connection
+from sandbox.lab.cluster import Lab
+from sandbox.lab.proc import run, stop_pid, wait_for
 from tests.helpers import gateway_init, master_init, minion_init, ok
 from watcher.services import ServiceInput, ServiceReconciler
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from ovn_k8s.kubeapi import KubeApiServer
+from sandbox.kubeapi import KubeApiServer
+from sandbox.watcher_harness import WatcherProcess, annotation, nb_pod_ports, wait_until
 from tests.helpers import master_init, minion_init, ok
-from watcher.harness import WatcherProcess, annotation, nb_pod_ports, wait_until
 
 pytestmark = pytest.mark.e2e
 

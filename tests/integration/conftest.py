@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ovn_k8s.kubeapi import KubeApiServer
+from sandbox.kubeapi import KubeApiServer
 
 
 @pytest.fixture

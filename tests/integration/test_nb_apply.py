@@ -9,10 +9,10 @@ import pytest
 
 from ovn_k8s.cli.overlay import apply_rows
 from ovn_k8s.errors import ConfigError
-from ovn_k8s.lab.cluster import Lab
-from ovn_k8s.lab.proc import wait_for
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.model import Parent, Row
+from sandbox.lab.cluster import Lab
+from sandbox.lab.proc import wait_for
 from tests.helpers import identities, nb_dump, rows
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from ovn_k8s.kubeapi import KubeApiServer
-from ovn_k8s.lab.cluster import Lab
+from sandbox.kubeapi import KubeApiServer
+from sandbox.lab.cluster import Lab
+from sandbox.watcher_harness import WatcherProcess, annotation, differences, nb_pod_ports, wait_until, write_topology
 from tests.helpers import master_init, minion_init, ok
-from watcher.harness import WatcherProcess, annotation, differences, nb_pod_ports, wait_until, write_topology
 
 pytestmark = pytest.mark.integration
 NODES = {"node1": "10.244.1.0/24", "node2": "10.244.2.0/24"}

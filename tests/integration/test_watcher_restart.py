@@ -19,9 +19,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ovn_k8s.kubeapi import KubeApiServer
-from ovn_k8s.lab.cluster import Lab
-from watcher.harness import WatcherProcess, annotation, differences, nb_pod_ports, wait_until, write_topology
+from sandbox.kubeapi import KubeApiServer
+from sandbox.lab.cluster import Lab
+from sandbox.watcher_harness import WatcherProcess, annotation, differences, nb_pod_ports, wait_until, write_topology
 
 pytestmark = pytest.mark.integration
 NODES = {"node1": "10.244.0.0/23", "node2": "10.244.2.0/23"}

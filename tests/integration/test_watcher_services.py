@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from ovn_k8s.kubeapi import KubeApiServer
-from ovn_k8s.lab.cluster import Lab
-from watcher.harness import WatcherProcess, wait_until, write_topology
+from sandbox.kubeapi import KubeApiServer
+from sandbox.lab.cluster import Lab
+from sandbox.watcher_harness import WatcherProcess, wait_until, write_topology
 
 pytestmark = pytest.mark.integration
 NODES = {"node1": "10.244.1.0/24", "node2": "10.244.2.0/24"}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ovn_k8s.build.services import AffinityMode, Gateway, NodePortMode, service_rows, template_var_rows
+from ovn_k8s.desired.services import AffinityMode, Gateway, NodePortMode, service_rows, template_var_rows
 from ovn_k8s.errors import InvalidObject
 from ovn_k8s.model.kube import (
     parse_endpoint_slice,

@@ -3,7 +3,7 @@
 import netaddr
 
 from ovn_k8s import naming
-from ovn_k8s.build import topology as t
+from ovn_k8s.desired import topology as t
 from ovn_k8s.nb.model import Parent, Ref
 
 CLUSTER = netaddr.IPNetwork("10.244.0.0/16")

@@ -17,7 +17,7 @@ import pytest
 from ovn_k8s.cni import kubeapi
 from ovn_k8s.cni.kubeapi import ApiSettings, PodNetwork, api_settings, connection_params, parse_annotation
 from ovn_k8s.cni.protocol import CniError
-from ovn_k8s.kubeapi import KubeApiServer
+from sandbox.kubeapi import KubeApiServer
 from tests.helpers import self_signed_cert
 
 GOOD = {"ip_address": "10.244.2.5/24", "mac_address": "0A:58:0A:F4:02:05", "gateway_ip": "10.244.2.1"}

@@ -27,7 +27,7 @@ from gateway_helper.services import parse
 from ovn_k8s.errors import ConfigError, HostError
 from ovn_k8s.kube.rest import ConnectionParams, KubeClient, resource_path
 from ovn_k8s.kube.watch import Event, StopEvent, Synced, list_then_watch
-from ovn_k8s.kubeapi import KubeApiServer
+from sandbox.kubeapi import KubeApiServer
 
 HOST = "192.0.2.50"
 INPUTS = Inputs(host_ip=HOST, ports=BridgePorts(nic=1, patch=2))

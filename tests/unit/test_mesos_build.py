@@ -4,8 +4,8 @@ import netaddr
 import pytest
 
 from ovn_k8s import naming
-from ovn_k8s.build import mesos as m
-from ovn_k8s.build.topology import ACL, LR, LRP, LS, LSP, NAT, ROUTE
+from ovn_k8s.desired import mesos as m
+from ovn_k8s.desired.topology import ACL, LR, LRP, LS, LSP, NAT, ROUTE
 from ovn_k8s.errors import ConfigError
 from ovn_k8s.nb.model import Parent, Ref
 

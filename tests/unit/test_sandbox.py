@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from ovn_k8s.kubeapi import KubeApiServer
-from ovn_k8s.sandbox import manifests
-from ovn_k8s.sandbox.api import Api
-from ovn_k8s.sandbox.cluster import SandboxError
-from ovn_k8s.sandbox.controllers import MANAGED_BY, Controllers
-from ovn_k8s.sandbox.state import DEFAULT_DIR, State, prefix_for
+from sandbox import manifests
+from sandbox.api import Api
+from sandbox.cluster import SandboxError
+from sandbox.controllers import MANAGED_BY, Controllers
+from sandbox.kubeapi import KubeApiServer
+from sandbox.state import DEFAULT_DIR, State, prefix_for
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from ovn_k8s.kube.errors import KubeConnectionError, NotFound, Unauthorized
 from ovn_k8s.kube.rest import ConnectionParams
-from ovn_k8s.kubeapi import KubeApiServer
+from sandbox.kubeapi import KubeApiServer
 from watcher.annotator import PodAnnotator
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ovn_k8s import naming
-from ovn_k8s.build.pods import NodeSwitch, annotated_ip, annotation_current, pod_key_from_port, pod_port
+from ovn_k8s.desired.pods import NodeSwitch, annotated_ip, annotation_current, pod_key_from_port, pod_port
 from ovn_k8s.errors import InvalidObject
 from ovn_k8s.model.kube import Pod, PodAnnotation, parse_pod
 from watcher.ipalloc import PodIpam, SubnetFull

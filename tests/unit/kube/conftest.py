@@ -19,7 +19,7 @@ import pytest
 
 from ovn_k8s.kube.rest import ConnectionParams, KubeClient
 from ovn_k8s.kube.watch import StopEvent
-from ovn_k8s.kubeapi import KubeApiServer
+from sandbox.kubeapi import KubeApiServer
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import yaml
 from ovn_k8s.kube import auth
 from ovn_k8s.kube.errors import KubeConfigError, KubeTLSError, Unauthorized
 from ovn_k8s.kube.rest import KubeClient
-from ovn_k8s.kubeapi import KubeApiServer
+from sandbox.kubeapi import KubeApiServer
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from ovn_k8s.kubeapi import ApiError, KubeApiServer
+from sandbox.kubeapi import ApiError, KubeApiServer
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
 STRATEGIC = {"Content-Type": "application/strategic-merge-patch+json"}
@@ -458,7 +458,7 @@ def test_default_resource_version_is_time_based():
 
 
 def test_cli_help_explains_every_flag():
-    out = subprocess.run([sys.executable, "-m", "ovn_k8s.kubeapi", "--help"],
+    out = subprocess.run([sys.executable, "-m", "sandbox.kubeapi", "--help"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
     for flag in ("--listen", "--token", "--kubeconfig-out", "--kubeconfig-ca", "--tls-cert",
                  "--tls-key",
@@ -474,7 +474,7 @@ def test_cli_serves_writes_kubeconfig_and_stops_on_sigterm(tmp_path):
                     "apiVersion: v1\nkind: List\nitems:\n"
                     "- {apiVersion: v1, kind: Pod, metadata: {name: p, namespace: default}}\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ovn_k8s.kubeapi", "--listen", "127.0.0.1:0", "--token", "t0k",
+        [sys.executable, "-m", "sandbox.kubeapi", "--listen", "127.0.0.1:0", "--token", "t0k",
          "--kubeconfig-out", str(kubeconfig), "--load", str(seed), "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
@@ -499,7 +499,7 @@ def test_cli_serves_writes_kubeconfig_and_stops_on_sigterm(tmp_path):
 
 def test_cli_reports_a_taken_port():
     with KubeApiServer(start_resource_version=1) as server:
-        r = subprocess.run([sys.executable, "-m", "ovn_k8s.kubeapi", "--listen",
+        r = subprocess.run([sys.executable, "-m", "sandbox.kubeapi", "--listen",
                             f"127.0.0.1:{server.port}"], capture_output=True, text=True,
                            timeout=30)
     assert r.returncode == 1 and "cannot start" in r.stderr

@@ -18,7 +18,7 @@ from ovn_k8s.kube import errors
 from ovn_k8s.kube.lite import LiteClient, client_for
 from ovn_k8s.kube.params import ConnectionParams, resource_path
 from ovn_k8s.kube.rest import KubeClient
-from ovn_k8s.kubeapi import KubeApiServer
+from sandbox.kubeapi import KubeApiServer
 
 TRANSPORTS = {"lite": LiteClient, "rest": KubeClient}
 

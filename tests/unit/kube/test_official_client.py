@@ -13,7 +13,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
 
-from ovn_k8s.kubeapi import KubeApiServer
+from sandbox.kubeapi import KubeApiServer
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Command line of the test API server: `python -m ovn_k8s.kubeapi --listen 127.0.0.1:PORT`.
+"""Command line of the test API server: `python -m sandbox.kubeapi --listen 127.0.0.1:PORT`.
 
 Runs in the foreground until SIGTERM or SIGINT, then stops cleanly (exit 0). Exit 1 when it
 cannot start (port taken, bad certificate, bad seed file), 2 on usage errors.
@@ -14,9 +14,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ovn_k8s.kubeapi.errors import ApiError
-from ovn_k8s.kubeapi.resources import BY_KIND
-from ovn_k8s.kubeapi.server import KubeApiServer
+from sandbox.kubeapi.errors import ApiError
+from sandbox.kubeapi.resources import BY_KIND
+from sandbox.kubeapi.server import KubeApiServer
 
 LOG = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _listen(value: str) -> tuple[str, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ovn_k8s.kubeapi",
+        prog="python -m sandbox.kubeapi",
         description="Run ovn-k8s's small in-memory Kubernetes API server in the foreground "
                     "(pods, services, endpoints, nodes, namespaces, events, endpointslices; "
                     "list/watch/get/create/update/patch/delete). State is lost on exit. "

@@ -7,8 +7,8 @@ import shutil
 import sys
 from collections.abc import Callable
 
-from ovn_k8s.lab.checklist import Checklist
-from ovn_k8s.lab.cluster import Lab, Node
+from sandbox.lab.checklist import Checklist
+from sandbox.lab.cluster import Lab, Node
 
 CLUSTER = "10.244.0.0/16"
 OUTSIDE_IP = "192.0.2.1"

@@ -28,7 +28,7 @@ from typing import Any
 import netaddr
 
 from ovn_k8s import ipam, naming
-from ovn_k8s.build import topology
+from ovn_k8s.desired import topology
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.apply import ApplyCommand
 

@@ -1,6 +1,6 @@
 """A pod's process: a tiny HTTP server that answers its name on every GET.
 
-    python -m ovn_k8s.sandbox.podserver NAME PORT [ACCESS_LOG]
+    python -m sandbox.podserver NAME PORT [ACCESS_LOG]
 
 Once listening it creates <ACCESS_LOG>.ready (when given); each request appends
 "<client ip> <path>" to ACCESS_LOG.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import netaddr
 
 from ovn_k8s import ipam, naming
-from ovn_k8s.build.topology import ACL, DEFAULT_ROUTE, LR, LS, LSP, NAT, ROUTE, _router_port, _switch_router_port
+from ovn_k8s.desired.topology import ACL, DEFAULT_ROUTE, LR, LS, LSP, NAT, ROUTE, _router_port, _switch_router_port
 from ovn_k8s.errors import ConfigError
 from ovn_k8s.nb.model import Parent, Ref, Row
 

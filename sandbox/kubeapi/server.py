@@ -33,16 +33,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ovn_k8s.kubeapi.errors import ApiError, status_body
-from ovn_k8s.kubeapi.patch import JSON_PATCH, MERGE_PATCH, PATCH_TYPES, STRATEGIC_MERGE_PATCH
-from ovn_k8s.kubeapi.resources import (
+from sandbox.kubeapi.errors import ApiError, status_body
+from sandbox.kubeapi.patch import JSON_PATCH, MERGE_PATCH, PATCH_TYPES, STRATEGIC_MERGE_PATCH
+from sandbox.kubeapi.resources import (
     BY_GROUP_VERSION,
     RESOURCES,
     ResourceType,
     lookup,
 )
-from ovn_k8s.kubeapi.selectors import Predicate, parse_field_selector, parse_label_selector
-from ovn_k8s.kubeapi.store import ALL, MAIN, STATUS, LogEntry, Obj, Store
+from sandbox.kubeapi.selectors import Predicate, parse_field_selector, parse_label_selector
+from sandbox.kubeapi.store import ALL, MAIN, STATUS, LogEntry, Obj, Store
 
 LOG = logging.getLogger(__name__)
 

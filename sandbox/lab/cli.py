@@ -7,8 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ovn_k8s.lab.cluster import REGISTRY, Lab, down_dir, sweep_stale
-from ovn_k8s.lab.demo import Demo
+from sandbox.lab.cluster import REGISTRY, Lab, down_dir, sweep_stale
+from sandbox.lab.demo import Demo
 
 
 def demo(args: argparse.Namespace) -> int:

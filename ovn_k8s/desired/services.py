@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ovn_k8s import naming
-from ovn_k8s.build.topology import gateway_router_id
+from ovn_k8s.desired.topology import gateway_router_id
 from ovn_k8s.model.kube import Service, ServiceBackends
 from ovn_k8s.nb.model import Parent, Row
 

@@ -13,7 +13,7 @@ import logging
 import socket
 import threading
 
-from ovn_k8s.lab.proc import socket_in_netns
+from sandbox.lab.proc import socket_in_netns
 
 LOG = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ovn_k8s.kubeapi.errors import (
+from sandbox.kubeapi.errors import (
     ApiError,
     already_exists,
     conflict,
@@ -34,8 +34,8 @@ from ovn_k8s.kubeapi.errors import (
     not_found,
     too_large_rv,
 )
-from ovn_k8s.kubeapi.patch import PatchError, apply_patch
-from ovn_k8s.kubeapi.resources import BY_PLURAL, RESOURCES, ResourceType
+from sandbox.kubeapi.patch import PatchError, apply_patch
+from sandbox.kubeapi.resources import BY_PLURAL, RESOURCES, ResourceType
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace or "", name)

@@ -25,7 +25,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from ovn_k8s.lab.proc import LabError, alive, netns_exists, read_pid, run, stop_pidfile, wait_for
+from sandbox.lab.proc import LabError, alive, netns_exists, read_pid, run, stop_pidfile, wait_for
 
 LOG = logging.getLogger(__name__)
 REGISTRY = "/run/ovn-k8s-lab"
@@ -362,7 +362,7 @@ def _kill_netns_pids(ns: str) -> None:
     proc = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False)
     for pid in proc.stdout.split():
         if pid.isdigit():
-            from ovn_k8s.lab.proc import stop_pid
+            from sandbox.lab.proc import stop_pid
 
             stop_pid(int(pid), timeout=2)
 

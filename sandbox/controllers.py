@@ -8,7 +8,7 @@ controller, in one daemon that talks to the API server on 127.0.0.1.
   and the core/v1 Endpoints `<service>` (what `kubectl get endpoints` shows). Slices and
   Endpoints of services that are gone are deleted.
 
-    python -m ovn_k8s.sandbox.controllers STATE_DIR
+    python -m sandbox.controllers STATE_DIR
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import logging
 import sys
 from typing import Any
 
-from ovn_k8s.sandbox import loop
-from ovn_k8s.sandbox.api import Api, ApiError
+from sandbox import loop
+from sandbox.api import Api, ApiError
 
 LOG = logging.getLogger("sandbox-controllers")
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"

@@ -20,9 +20,9 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-from ovn_k8s.lab.cluster import REGISTRY, Lab, down_dir
-from ovn_k8s.lab.proc import alive, read_pid, stop_pidfile
-from ovn_k8s.sandbox.state import (
+from sandbox.lab.cluster import REGISTRY, Lab, down_dir
+from sandbox.lab.proc import alive, read_pid, stop_pidfile
+from sandbox.state import (
     API_PORT_IN_LAB,
     CLUSTER,
     GATEWAY_IP,
@@ -129,7 +129,7 @@ def _build(directory: str, nodes: int, out: Out) -> State:
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SandboxError(f"openssl could not make the API server's certificate: {proc.stderr.strip()}")
-    start_daemon(d, "kubeapi", python_module("ovn_k8s.kubeapi", "--listen", "127.0.0.1:0", "--token",
+    start_daemon(d, "kubeapi", python_module("sandbox.kubeapi", "--listen", "127.0.0.1:0", "--token",
                                              state.token, "--kubeconfig-out", state.kubeconfig,
                                              "--tls-cert", state.api_cert, "--tls-key", state.api_key,
                                              "--bookmark-interval", "5", "--log-level", "warning"))
@@ -140,7 +140,7 @@ def _build(directory: str, nodes: int, out: Out) -> State:
     # gone are swept (ovn-k8s-lab down --stale, test sessions), so a crashed sandbox is too.
     with open(f"{REGISTRY}/{prefix}", "w", encoding="utf-8") as f:
         json.dump({"dir": state.lab_dir, "owner": read_pid(f"{d}/kubeapi.pid")}, f)
-    start_daemon(d, "forwarder", python_module("ovn_k8s.sandbox.forward", state.ns("central"),
+    start_daemon(d, "forwarder", python_module("sandbox.forward", state.ns("central"),
                                                state.central_ip, str(API_PORT_IN_LAB), str(state.api_port)))
     wait_log(f"{d}/forwarder.log", "forwarding", 10, f"{d}/forwarder.pid")
     step(f"API server on {state.api_url} (kubeconfig {state.kubeconfig}); nodes reach it at "
@@ -199,16 +199,16 @@ def _build(directory: str, nodes: int, out: Out) -> State:
                       "--log-level=info", f"--log-file={d}/gateway-helper-{n.name}.log"],
                      netns=n.netns, env=n.env)
         # A service of the host itself on the shared address: it must stay the host's.
-        start_daemon(d, f"host-http-{n.name}", python_module("ovn_k8s.sandbox.podserver", f"{n.name}-host",
+        start_daemon(d, f"host-http-{n.name}", python_module("sandbox.podserver", f"{n.name}-host",
                                                              str(HOST_SERVICE_PORT), f"{d}/host-http-{n.name}.access"),
                      netns=n.netns)
     start_daemon(d, "watcher", [exe("ovn-k8s-watcher"), f"--ovn-nb={lab.nb}", f"--kubeconfig={state.kubeconfig}",
                                 "--log-level=info", f"--log-file={d}/watcher.log", "--ovs-db=unix:/nonexistent/db.sock",
                                 "--metrics-address=127.0.0.1:0"])
-    start_daemon(d, "controllers", python_module("ovn_k8s.sandbox.controllers", directory))
+    start_daemon(d, "controllers", python_module("sandbox.controllers", directory))
     for name in names:
-        start_daemon(d, f"agent-{name}", python_module("ovn_k8s.sandbox.agent", directory, name))
-    start_daemon(d, "outside-http", python_module("ovn_k8s.sandbox.podserver", "outside", str(OUTSIDE_PORT),
+        start_daemon(d, f"agent-{name}", python_module("sandbox.agent", directory, name))
+    start_daemon(d, "outside-http", python_module("sandbox.podserver", "outside", str(OUTSIDE_PORT),
                                                   f"{d}/outside-http.access"), netns=state.ns("out"))
     line = wait_log(f"{d}/watcher.log", "metrics on http://127.0.0.1:", 30, f"{d}/watcher.pid")
     metrics = line.split("metrics on ", 1)[1].split("/metrics")[0]

@@ -5,7 +5,7 @@ $OVN_K8S_SANDBOX_DIR, or --state-dir), so separate invocations find the running 
 
     <dir>/sandbox.json      prefix, nodes, API server port and token
     <dir>/kubeconfig        for clients on this machine (https://127.0.0.1:PORT, token, CA)
-    <dir>/lab/              the lab (ovn_k8s.lab): central/, node<i>/, netns.list, pids/
+    <dir>/lab/              the lab (sandbox.lab): central/, node<i>/, netns.list, pids/
     <dir>/lab/sandbox/      pid files and logs of the sandbox's own daemons
     <dir>/lab/pods/<node>/  pid files, logs and records of the pods each agent started
 
@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ovn_k8s.lab.proc import alive, read_pid
+from sandbox.lab.proc import alive, read_pid
 
 DEFAULT_DIR = "/run/ovn-k8s-sandbox"
 ENV_DIR = "OVN_K8S_SANDBOX_DIR"
@@ -126,7 +126,7 @@ class State:
         return cls(**data)
 
     def api(self):  # type: ignore[no-untyped-def]
-        from ovn_k8s.sandbox.api import Api
+        from sandbox.api import Api
 
         return Api(self.api_url, self.token, cafile=self.api_cert)
 

@@ -8,7 +8,7 @@ Never imported by production code paths; it depends only on the standard library
 pyyaml, lazily, to write kubeconfigs and load seed objects).
 """
 
-from ovn_k8s.kubeapi.errors import ApiError
-from ovn_k8s.kubeapi.server import KubeApiServer, RequestRecord
+from sandbox.kubeapi.errors import ApiError
+from sandbox.kubeapi.server import KubeApiServer, RequestRecord
 
 __all__ = ["ApiError", "KubeApiServer", "RequestRecord"]

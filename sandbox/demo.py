@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ovn_k8s.lab.checklist import Checklist
-from ovn_k8s.sandbox import cluster, manifests
-from ovn_k8s.sandbox.state import HOST_SERVICE_PORT, OUTSIDE_IP, OUTSIDE_PORT, State
+from sandbox import cluster, manifests
+from sandbox.lab.checklist import Checklist
+from sandbox.state import HOST_SERVICE_PORT, OUTSIDE_IP, OUTSIDE_PORT, State
 
 NAMESPACE = "demo"
 OBJECTS: list[dict[str, Any]] = [

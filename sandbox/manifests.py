@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from ovn_k8s.sandbox.api import Api, ApiError
-from ovn_k8s.sandbox.cluster import SandboxError
-from ovn_k8s.sandbox.state import State
+from sandbox.api import Api, ApiError
+from sandbox.cluster import SandboxError
+from sandbox.state import State
 
 DEPLOYMENT_LABEL = "sandbox.ovn-k8s/deployment"
 RESOURCES = {"pod": "pods", "pods": "pods", "po": "pods", "service": "services", "services": "services",

@@ -3,11 +3,11 @@
 For each pod bound to its node it creates the pod's network namespace, runs the real CNI
 plugin ADD exactly as a runtime does (`ip netns exec <node> <cni-bin>/ovn-k8s-cni-overlay`,
 CNI_* environment, the network configuration minion-init wrote on stdin), starts the pod's
-process (ovn_k8s.sandbox.podserver, answering the pod's name) and reports the pod Running
+process (sandbox.podserver, answering the pod's name) and reports the pod Running
 and Ready with its IP. When the pod is deleted it stops the process, runs CNI DEL and deletes
 the namespace. State survives an agent restart: one record per pod under <lab>/pods/<node>/.
 
-    python -m ovn_k8s.sandbox.agent STATE_DIR NODE
+    python -m sandbox.agent STATE_DIR NODE
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import threading
 import time
 from typing import Any
 
-from ovn_k8s.lab.proc import netns_exists, stop_pidfile
-from ovn_k8s.sandbox import loop
-from ovn_k8s.sandbox.api import ApiError
-from ovn_k8s.sandbox.state import State
+from sandbox import loop
+from sandbox.api import ApiError
+from sandbox.lab.proc import netns_exists, stop_pidfile
+from sandbox.state import State
 
 LOG = logging.getLogger("sandbox-agent")
 PLUGIN = "ovn-k8s-cni-overlay"
@@ -117,7 +117,7 @@ class Agent:
                 os.unlink(ready)
             with open(base + ".log", "ab") as log:
                 child = subprocess.Popen(["ip", "netns", "exec", rec["netns"], sys.executable, "-m",
-                                          "ovn_k8s.sandbox.podserver", meta["name"], str(rec["port"]),
+                                          "sandbox.podserver", meta["name"], str(rec["port"]),
                                           base + ".access"], stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=log, start_new_session=True)
             with open(base + ".pid", "w", encoding="ascii") as f:

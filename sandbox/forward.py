@@ -2,7 +2,7 @@
 namespace) and relays to 127.0.0.1:TARGET in the root namespace, so nodes reach the API server
 while it listens on loopback only.
 
-    python -m ovn_k8s.sandbox.forward NETNS HOST PORT TARGET
+    python -m sandbox.forward NETNS HOST PORT TARGET
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 
-from ovn_k8s.lab.forward import Forwarder
+from sandbox.lab.forward import Forwarder
 
 
 def main(argv: list[str]) -> int:

@@ -13,8 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ovn_k8s.sandbox import cluster
-from ovn_k8s.sandbox.state import DEFAULT_DIR, ENV_DIR, state_dir
+from sandbox import cluster
+from sandbox.state import DEFAULT_DIR, ENV_DIR, state_dir
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -32,13 +32,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from ovn_k8s.sandbox import manifests
+    from sandbox import manifests
 
     return manifests.apply_files(args.dir, args.filename, wait=args.wait)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from ovn_k8s.sandbox import manifests
+    from sandbox import manifests
 
     if args.filename:
         return manifests.delete_files(args.dir, args.filename)
@@ -49,7 +49,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ovn_k8s.sandbox import demo
+    from sandbox import demo
 
     return demo.main(args.dir, nodes=args.nodes, keep=args.keep)
 

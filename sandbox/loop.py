@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from ovn_k8s.sandbox.state import State
+from sandbox.state import State
 
 LOG = logging.getLogger(__name__)
 POLL = 0.2
