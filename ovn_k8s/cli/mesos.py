@@ -32,7 +32,7 @@ from ovn_k8s.desired.topology import LR, LRP, LS
 from ovn_k8s.errors import ConfigError, ConnectionFailed, HostError, NotReadyError
 from ovn_k8s.mesos import nbview
 from ovn_k8s.nb import connection
-from ovn_k8s.nb.apply import ApplyCommand, NbView
+from ovn_k8s.nb.apply import NbView, ScopedApplyCommand
 from ovn_k8s.nb.model import Row
 from ovn_k8s.nb.plan import Plan
 from ovn_k8s.ovs import LocalOvs
@@ -47,28 +47,6 @@ DCOS_DIRS = ("/opt/mesosphere/active/cni", "/opt/mesosphere/etc/dcos/network/cni
 DEFAULT_PLUGIN_CNI_VERSION = "0.2.0"
 
 Build = Callable[[NbView], tuple[list[Row], Iterable[str]]]
-
-
-class ScopedApply(ApplyCommand):
-    """An ApplyCommand whose owner scopes are partly decided inside the transaction.
-
-    `build(view)` returns the desired rows and extra scopes to make equal to them (e.g. an
-    external switch nobody links into any more, which must then be deleted). Both come from the
-    same read, so a retried transaction re-decides both (ApplyCommand.run_idl reads `scopes`
-    after calling build; tests/e2e/test_mesos_init.py checks such switches do get deleted)."""
-
-    def __init__(self, api: Any, *, scopes: Iterable[str], build: Build) -> None:
-        self.base_scopes = frozenset(scopes)
-        self.extra_scopes: frozenset[str] = frozenset()
-        self._inner = build
-        super().__init__(api, scopes=self.base_scopes, build=self._build)
-
-    def _build(self, view: NbView) -> list[Row]:
-        rows, extra = self._inner(view)
-        self.extra_scopes = frozenset(extra)
-        self.scopes = self.base_scopes | self.extra_scopes
-        nbview.check_no_collisions(view, rows, self.scopes)
-        return rows
 
 
 # --- shared steps -----------------------------------------------------------------------------
@@ -106,14 +84,14 @@ def _config(args: argparse.Namespace, ovs: _Ovs, extra: Sequence[str] = ()) -> c
 
 
 def _run_nb(args: argparse.Namespace, *, scopes: Iterable[str], build: Build,
-            extra_options: Sequence[str] = (), ovs: _Ovs | None = None) -> ScopedApply:
+            extra_options: Sequence[str] = (), ovs: _Ovs | None = None) -> ScopedApplyCommand:
     own = ovs is None
     ovs = ovs or _Ovs(args)
     try:
         cfg = _config(args, ovs, extra_options)
         nb = common.connect_nb(cfg)
         try:
-            cmd = ScopedApply(nb, scopes=scopes, build=build)
+            cmd = ScopedApplyCommand(nb, scopes=scopes, build=build, check=nbview.check_no_collisions)
             with connection.transaction(nb, timeout=cfg.timeout) as txn:
                 txn.add(cmd)
         finally:

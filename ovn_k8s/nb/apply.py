@@ -152,6 +152,33 @@ class ApplyCommand(ovs_command.BaseCommand):
             _write(self.api, txn, view, plan)
 
 
+class ScopedApplyCommand(ApplyCommand):
+    """An ApplyCommand whose owner scopes are partly decided inside the transaction.
+
+    `build(view)` returns the desired rows and extra scopes to make equal to them (e.g. an
+    external switch nobody links into any more, which must then be deleted). Both come from the
+    same read, so a retried transaction re-decides both. `check(view, rows, scopes)` may raise
+    to refuse the plan (e.g. a name collision with rows of another owner)."""
+
+    def __init__(self, api: Any, *, scopes: Iterable[str],
+                 build: Callable[[NbView], tuple[list[Row], Iterable[str]]],
+                 check: Callable[[NbView, list[Row], frozenset[str]], None] | None = None,
+                 dry_run: bool = False) -> None:
+        self.base_scopes = frozenset(scopes)
+        self.extra_scopes: frozenset[str] = frozenset()
+        self._inner = build
+        self._check = check
+        super().__init__(api, scopes=self.base_scopes, build=self._build, dry_run=dry_run)
+
+    def _build(self, view: NbView) -> list[Row]:
+        rows, extra = self._inner(view)
+        self.extra_scopes = frozenset(extra)
+        self.scopes = self.base_scopes | self.extra_scopes
+        if self._check is not None:
+            self._check(view, rows, self.scopes)
+        return rows
+
+
 def _resolve(value: Any, lookup: Callable[[Ref], Any]) -> Any:
     if isinstance(value, Ref):
         return lookup(value)
