@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import signal
 import socket
 import threading
 import time
@@ -38,8 +37,7 @@ from gateway_helper.flows import COOKIE, gateway_flows
 from gateway_helper.inputs import InputReader, Inputs
 from gateway_helper.metrics import GatewayMetrics, MetricsServer
 from gateway_helper.services import ServicePorts, parse
-from ovn_k8s import config, naming, pidfile
-from ovn_k8s.cli import common
+from ovn_k8s import config, naming, pidfile, process
 from ovn_k8s.errors import ConfigError, OvnK8sError
 from ovn_k8s.kube.watch import Event, StopEvent, Synced, WatchStats
 
@@ -275,7 +273,7 @@ def serve(args: argparse.Namespace) -> int:
         ovs = LocalOvs(pre.ovs_db, timeout=pre.timeout)
         cleanup.append(ovs.close)
         cfg = config.resolve(args, OPTIONS, ovs_external_ids=ovs.external_ids)
-        common.setup_logging(cfg.log_level, cfg.log_file)
+        process.setup_logging(cfg.log_level, cfg.log_file)
         _check_settings(cfg)
         ovs_ids = ovs.external_ids()
         node = naming.node_name(args.node_name or ovs_ids.get("hostname") or socket.gethostname())
@@ -307,12 +305,7 @@ def serve(args: argparse.Namespace) -> int:
 
         stop = StopEvent()
 
-        def on_signal(signum: int, frame: Any) -> None:
-            LOG.info("%s: stopping", signal.Signals(signum).name)
-            helper.stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        process.stop_on_signals(helper.stop, LOG)
 
         def watch() -> None:
             try:
@@ -370,4 +363,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return common.run(PROG, serve, args)
+    return process.run(PROG, serve, args)

@@ -30,8 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ovn_k8s import config, naming, pidfile
-from ovn_k8s.cli import common
+from ovn_k8s import config, naming, pidfile, process
 from ovn_k8s.desired.services import AffinityMode, NodePortMode
 from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
 from ovn_k8s.kube import auth
@@ -57,7 +56,7 @@ KUBE_OPTIONS = ("kubeconfig", "k8s_api_server", "k8s_api_token", "k8s_ca_certifi
                 "k8s_ca_certificate_data")
 WATCHER_OPTIONS = ("pidfile", "metrics_address", "pod_batch_size", "annotation_workers",
                    "max_retries", "resync_interval", "nodeport_mode", "affinity_mode")
-OPTIONS = (*common.GLOBAL_OPTIONS, *KUBE_OPTIONS, *WATCHER_OPTIONS)
+OPTIONS = (*process.GLOBAL_OPTIONS, *KUBE_OPTIONS, *WATCHER_OPTIONS)
 # Logical_Router columns of a gateway router that the services controller reads.
 _GATEWAY_COLUMNS = frozenset({"options", "external_ids", "name"})
 # Logical_Switch columns whose change does not concern the pod controller.
@@ -82,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "wants: a logical switch port, address and `ovn` annotation for every pod, "
                     "load balancers for services. Runs in the foreground; stops cleanly on "
                     "SIGTERM.",
-        parents=[common.global_parent()])
+        parents=[process.global_parent()])
     kube = parser.add_argument_group("Kubernetes API (first that applies: --kubeconfig or "
                                      "$KUBECONFIG, k8s-api-server, in-cluster service account, "
                                      "~/.kube/config)")
@@ -308,7 +307,7 @@ class Watcher:
     def run(self) -> int:
         cfg = self.cfg
         if not cfg.ovn_nb:
-            common.connect_nb(cfg)            # raises the standard "address not set" error
+            process.connect_nb(cfg)           # raises the standard "address not set" error
         connection.parse_remote(cfg.ovn_nb, "--ovn-nb")
         for name in ("pod_batch_size", "annotation_workers"):
             if getattr(cfg, name) < 1:
@@ -363,7 +362,7 @@ class Watcher:
                                           nodeport_mode=cfg.nodeport_mode,
                                           affinity_mode=cfg.affinity_mode)
         self._start_informers(self.kube)
-        self.nb = self._retry(f"NB {cfg.ovn_nb}", lambda: common.connect_nb(cfg))
+        self.nb = self._retry(f"NB {cfg.ovn_nb}", lambda: process.connect_nb(cfg))
         if self.nb is None:
             return self._exit_status()
         self.pods.nb = self.nb
@@ -459,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run(a: argparse.Namespace) -> int:
         cfg = resolve(a)
-        common.setup_logging(cfg.log_level, cfg.log_file)
+        process.setup_logging(cfg.log_level, cfg.log_file)
         return Watcher(cfg).run()
 
-    return common.run(PROG, run, args)
+    return process.run(PROG, run, args)

@@ -25,8 +25,7 @@ from typing import Any
 
 import netaddr
 
-from ovn_k8s import config, host, ipam, naming
-from ovn_k8s.cli import common
+from ovn_k8s import config, host, ipam, naming, process
 from ovn_k8s.desired import mesos as build
 from ovn_k8s.desired.topology import LR, LRP, LS
 from ovn_k8s.errors import ConfigError, ConnectionFailed, HostError, NotReadyError
@@ -77,9 +76,9 @@ class _Ovs:
 
 
 def _config(args: argparse.Namespace, ovs: _Ovs, extra: Sequence[str] = ()) -> config.Config:
-    cfg = config.resolve(args, (*common.GLOBAL_OPTIONS, *extra),
+    cfg = config.resolve(args, (*process.GLOBAL_OPTIONS, *extra),
                          ovs_external_ids=ovs.external_ids_or_none)
-    common.setup_logging(cfg.log_level, cfg.log_file)
+    process.setup_logging(cfg.log_level, cfg.log_file)
     return cfg
 
 
@@ -89,7 +88,7 @@ def _run_nb(args: argparse.Namespace, *, scopes: Iterable[str], build: Build,
     ovs = ovs or _Ovs(args)
     try:
         cfg = _config(args, ovs, extra_options)
-        nb = common.connect_nb(cfg)
+        nb = process.connect_nb(cfg)
         try:
             cmd = ScopedApplyCommand(nb, scopes=scopes, build=build, check=nbview.check_no_collisions)
             with connection.transaction(nb, timeout=cfg.timeout) as txn:
@@ -595,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def subcommand(name: str, help_text: str, extra: Sequence[str] = ()) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text,
-                           parents=[common.global_parent(extra)])
+                           parents=[process.global_parent(extra)])
         p.add_argument("--tenant-name", required=True, metavar="TENANT",
                        help="the tenant: letters, digits, '.' and '-'")
         return p
@@ -684,4 +683,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return common.run(PROG, args.func, args)
+    return process.run(PROG, args.func, args)

@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 import netaddr
 
-from ovn_k8s import config, host, ipam, naming
-from ovn_k8s.cli import common
+from ovn_k8s import config, host, ipam, naming, process
 from ovn_k8s.desired import topology
 from ovn_k8s.errors import ConfigError, NotReadyError
 from ovn_k8s.nb import connection
@@ -35,8 +34,8 @@ CNI_NETWORK_NAME = "ovn-k8s"
 
 # --- shared steps -----------------------------------------------------------------------------
 def _resolve(args: argparse.Namespace, ovs: LocalOvs, extra: Sequence[str]) -> config.Config:
-    cfg = config.resolve(args, (*common.GLOBAL_OPTIONS, *extra), ovs_external_ids=ovs.external_ids)
-    common.setup_logging(cfg.log_level, cfg.log_file)
+    cfg = config.resolve(args, (*process.GLOBAL_OPTIONS, *extra), ovs_external_ids=ovs.external_ids)
+    process.setup_logging(cfg.log_level, cfg.log_file)
     return cfg
 
 
@@ -124,7 +123,7 @@ def master_init(args: argparse.Namespace) -> int:
             raise ConfigError(f"--join-subnet {join} overlaps --cluster-ip-subnet {cluster}")
         ipam.check_node_subnet(subnet, cluster, [])
         ipam.node_addresses(subnet)
-        nb = common.connect_nb(cfg)
+        nb = process.connect_nb(cfg)
         try:
             def build(view: NbView) -> list[Row]:
                 _node_subnet_check(view, node, subnet, cluster)
@@ -157,7 +156,7 @@ def minion_init(args: argparse.Namespace) -> int:
                                    "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
                                    "kubeconfig", "service_cluster_ip_range"))
         service_range = _service_range(cfg, cluster)
-        nb = common.connect_nb(cfg)
+        nb = process.connect_nb(cfg)
         try:
             def build(view: NbView) -> list[Row]:
                 router = _cluster_router(view, cluster)
@@ -254,7 +253,7 @@ def gateway_init(args: argparse.Namespace) -> int:
             port_name = args.bridge_interface
             ovs.require_bridge(port_name)
             mac = ovs.mac_in_use(port_name)
-        nb = common.connect_nb(cfg)
+        nb = process.connect_nb(cfg)
         try:
             def build(view: NbView) -> list[Row]:
                 _cluster_router(view, cluster)
@@ -316,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def subcommand(name: str, help_text: str, extra: Sequence[str]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text,
-                           parents=[common.global_parent(extra)])
+                           parents=[process.global_parent(extra)])
         p.add_argument("--node-name", required=True,
                        help="this node's name, exactly as the kubelet reports it (lower-cased)")
         p.add_argument("--cluster-ip-subnet", required=True, metavar="CIDR",
@@ -358,4 +357,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return common.run(PROG, args.func, args)
+    return process.run(PROG, args.func, args)

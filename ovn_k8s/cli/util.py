@@ -9,8 +9,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from ovn_k8s import config, host, naming
-from ovn_k8s.cli import common
+from ovn_k8s import config, host, naming, process
 from ovn_k8s.errors import HostError
 from ovn_k8s.ovs import LocalOvs
 
@@ -49,7 +48,7 @@ def nic_to_bridge(ovs: LocalOvs, nic: str) -> str:
 
 def nics_to_bridge(args: argparse.Namespace) -> int:
     cfg = config.resolve(args, ("ovs_db", "timeout", "log_level", "log_file"))
-    common.setup_logging(cfg.log_level, cfg.log_file)
+    process.setup_logging(cfg.log_level, cfg.log_file)
     for nic in args.nics:
         host.require_link(nic, "NIC")
     with LocalOvs(cfg.ovs_db, timeout=cfg.timeout) as ovs:
@@ -77,4 +76,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return common.run(PROG, args.func, args)
+    return process.run(PROG, args.func, args)

@@ -15,8 +15,7 @@ from typing import Any
 
 import netaddr
 
-from ovn_k8s import config, ipam, naming
-from ovn_k8s.cli import common
+from ovn_k8s import config, ipam, naming, process
 from ovn_k8s.cni import netns, ovsdb
 from ovn_k8s.cni.protocol import AddResult, CniError, ErrorCode
 from ovn_k8s.desired import mesos as build
@@ -77,10 +76,10 @@ class _Session:
 
     def nb(self) -> Any:
         if self._nb is None:
-            cfg = config.resolve(dict(self.request.config.settings), (*common.NB_OPTIONS, "timeout"),
+            cfg = config.resolve(dict(self.request.config.settings), (*process.NB_OPTIONS, "timeout"),
                                  ovs_external_ids=lambda: self.ovs().external_ids())
             try:
-                self._nb = common.connect_nb(cfg)
+                self._nb = process.connect_nb(cfg)
             except ConfigError as e:
                 raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "cannot use the OVN NB", str(e)) from None
             except ConnectionFailed as e:

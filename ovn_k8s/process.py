@@ -1,9 +1,17 @@
-"""What every ovn-k8s command shares: global flags, logging, config resolution, error exits."""
+"""Process start-up shared by the commands (ovn-k8s-overlay, ovn-mesos-init, ovn-k8s-util) and
+the daemons (the watcher, the gateway helper): the global flags, logging, the NB connection
+from resolved settings, the one-line error exit, and stopping on SIGTERM/SIGINT.
+
+It lives below the front ends (`ovn_k8s/cli/`, `watcher/daemon.py`, `gateway_helper/daemon.py`)
+so that a daemon never imports a command's package. PID files are `ovn_k8s/pidfile.py`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,6 +54,7 @@ def tls_files(cfg: config.Config) -> connection.TlsFiles:
 
 
 def connect_nb(cfg: config.Config) -> Any:
+    """The NB named by the resolved NB_OPTIONS and `timeout`; a ConfigError if none is set."""
     if not cfg.ovn_nb:
         raise ConfigError("OVN central database's address not set: pass --ovn-nb, set "
                           f"{config.OPTIONS['ovn_nb'].env}, or set external_ids:ovn-nb in the "
@@ -68,6 +77,16 @@ def run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Nam
 
 
 def _env_level() -> str | None:
-    import os
-
     return os.environ.get(config.OPTIONS["log_level"].env)
+
+
+def stop_on_signals(stop: Callable[[], None], log: logging.Logger = LOG) -> None:
+    """Call `stop` on SIGTERM or SIGINT (a daemon's orderly exit), saying which on `log`.
+    Call it from the main thread: Python runs signal handlers there."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
