@@ -6,10 +6,11 @@ Level-driven, with three threads:
 - the watch thread lists and watches services (`ovn_k8s.kube.watch.list_then_watch`) and keeps
   an in-memory map key -> `ServicePorts`; every change wakes the main loop;
 - the main loop, once the first list is in, reads the local inputs (ofports, the host address),
-  computes the whole flow table (`flows.py`, pure) and replaces our cookie's flows in one bundle
-  (`apply.py`) when the table differs from the one applied last. It runs on every wake-up and at
-  least every second (so a re-added NIC or a new address shows up quickly), and forces a
-  replacement every --flow-resync-interval seconds, which repairs flows changed behind our back;
+  computes the whole flow table (`ovn_k8s.openflow.flow_table`, pure) and replaces our cookie's
+  flows in one bundle (`ovn_k8s.openflow.FlowApplier`) when the table differs from the one
+  applied last. It runs on every wake-up and at least every second (so a re-added NIC or a new
+  address shows up quickly), and forces a replacement every --flow-resync-interval seconds,
+  which repairs flows changed behind our back;
 - the optional metrics server (/metrics, /healthz).
 
 Nothing is read back from the bridge: a restarted helper recomputes the table and replaces
@@ -32,14 +33,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway_helper.apply import ApplyResult, FlowApplier
-from gateway_helper.flows import COOKIE, gateway_flows
 from gateway_helper.inputs import InputReader, Inputs
 from gateway_helper.metrics import GatewayMetrics, MetricsServer
-from gateway_helper.services import ServicePorts, parse
+from gateway_helper.services import parse
 from ovn_k8s import config, naming, pidfile, process
 from ovn_k8s.errors import ConfigError, OvnK8sError
 from ovn_k8s.kube.watch import Event, StopEvent, Synced, WatchStats
+from ovn_k8s.openflow import COOKIE, ApplyResult, FlowApplier, ServicePorts, gateway_flows
 
 LOG = logging.getLogger(__name__)
 PROG = "ovn-k8s-gateway-helper"

@@ -18,10 +18,10 @@ from typing import Any
 
 from ovsdbapp.backend.ovs_idl.command import ReadOnlyCommand
 
-from gateway_helper.flows import BridgePorts
 from ovn_k8s import host, naming
 from ovn_k8s.errors import HostError
 from ovn_k8s.nb import connection
+from ovn_k8s.openflow import BridgePorts
 
 RT_SCOPE_UNIVERSE = 0
 

@@ -9,7 +9,8 @@ that must reach the gateway router through the NIC:
 Headless and ExternalName services get no load balancer in OVN (ovn_k8s/desired/services.py),
 so they get no flows either. IPv6 addresses are left out: the gateway router is IPv4-only.
 
-A service the parser rejects becomes an empty `ServicePorts` with the reason in `skipped`,
+The types (`ServicePorts`, `L4Port`, `ExternalPort`) are the flow table's inputs, in
+`ovn_k8s/openflow.py`. A service the parser rejects becomes an empty `ServicePorts` with the reason in `skipped`,
 for the daemon to log: one bad object must not cost the other services their flows.
 """
 
@@ -17,37 +18,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ovn_k8s.errors import InvalidObject
 from ovn_k8s.kube.rest import object_key
 from ovn_k8s.model.kube import Service, parse_service
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class L4Port:
-    protocol: str  # "tcp", "udp" or "sctp" (as OpenFlow spells them)
-    port: int
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class ExternalPort:
-    ip: str  # an IPv4 address
-    protocol: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class ServicePorts:
-    key: str  # "namespace/name"
-    node_ports: tuple[L4Port, ...] = ()
-    external: tuple[ExternalPort, ...] = ()
-    skipped: tuple[str, ...] = ()  # why (part of) the service has no flows, for the log
-
-    @property
-    def empty(self) -> bool:
-        return not self.node_ports and not self.external
+from ovn_k8s.openflow import ExternalPort, L4Port, ServicePorts
 
 
 def _ipv4(ip: str) -> bool:

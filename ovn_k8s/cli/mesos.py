@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +24,7 @@ from typing import Any
 
 import netaddr
 
-from ovn_k8s import config, host, ipam, naming, process
+from ovn_k8s import config, host, ipam, naming, openflow, process
 from ovn_k8s.desired import mesos as build
 from ovn_k8s.desired.topology import LR, LRP, LS
 from ovn_k8s.errors import ConfigError, ConnectionFailed, HostError, NotReadyError
@@ -356,11 +355,11 @@ def _drop_stale_ports(ovs: LocalOvs, system_id: str, live: set[str]) -> list[str
 
 # --- a NIC shared with the host (--bridge-interface) -----------------------------------------------
 # The gateway router shares the bridge's MAC and IP with the host. The gateway helper's flow
-# table (gateway_helper/flows.py, with no services: egress only, as the original's five static
+# table (ovn_k8s/openflow.py, with no services: egress only, as the original's five static
 # flows) decides which packets are OVN's: what the router sends is committed to conntrack, and
 # only replies to it go back to OVN; everything else stays the host's. Our own cookie keeps
 # these flows apart from anyone else's on the bridge.
-FLOW_COOKIE = 0x6D65736F73   # "mesos"
+FLOW_COOKIE = openflow.MESOS_COOKIE
 
 
 def _bridge_nic(ovs: LocalOvs, bridge: str) -> str:
@@ -385,56 +384,24 @@ def _ofport(ovs: LocalOvs, name: str, timeout: float) -> int:
         time.sleep(0.05)
 
 
-def _ofctl_target(ovs: LocalOvs, bridge: str) -> str:
-    """ovs-ofctl's target for the bridge: ovs-vswitchd keeps <bridge>.mgmt in its run directory,
-    next to the database socket we were given; otherwise ovs-ofctl's own default applies."""
-    if ovs.remote.startswith("unix:"):
-        mgmt = os.path.join(os.path.dirname(ovs.remote[5:]), f"{bridge}.mgmt")
-        if os.path.exists(mgmt):
-            return f"unix:{mgmt}"
-    return bridge
-
-
-def _flow_lines(target: str, timeout: float) -> list[str] | None:
-    """Our flows on the bridge, as ovs-ofctl prints them (None: could not read them)."""
-    try:
-        proc = subprocess.run(["ovs-ofctl", "--no-names", "--no-stats", "dump-flows", target,
-                               f"cookie={FLOW_COOKIE:#x}/-1"], capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if proc.returncode != 0:
-        return None
-    return sorted(line.strip().replace(", ", ",") for line in proc.stdout.splitlines()
-                  if line.strip().startswith("cookie="))
-
-
 def _shared_bridge_flows(ovs: LocalOvs, bridge: str, *, nic: str, host_ip: str, zone: int,
                          timeout: float) -> None:
-    from gateway_helper.apply import FlowApplier
-    from gateway_helper.flows import BridgePorts, flow_table
-
-    ports = BridgePorts(nic=_ofport(ovs, nic, timeout),
-                        patch=_ofport(ovs, naming.mesos_patch_bridge_to_int(bridge), timeout))
-    flows = [f.spec(FLOW_COOKIE) for f in flow_table([], host_ip=host_ip, ports=ports, zone=zone)]
-    wanted = sorted(f.replace(",table=0,", ",") for f in flows)
-    target = _ofctl_target(ovs, bridge)
-    if _flow_lines(target, timeout) == wanted:
-        return                                  # re-runs leave the flows alone
-    FlowApplier(target, cookie=FLOW_COOKIE, timeout=timeout).replace(flows)
-    LOG.info("%s: %d flows for the shared NIC %s", bridge, len(flows), nic)
+    ports = openflow.BridgePorts(nic=_ofport(ovs, nic, timeout),
+                                 patch=_ofport(ovs, naming.mesos_patch_bridge_to_int(bridge), timeout))
+    flows = openflow.gateway_flows([], host_ip=host_ip, ports=ports, zone=zone, cookie=FLOW_COOKIE)
+    applier = openflow.FlowApplier(openflow.ofctl_target(ovs.remote, bridge), cookie=FLOW_COOKIE,
+                                   timeout=timeout)
+    if applier.ensure(flows):                   # re-runs leave the flows alone
+        LOG.info("%s: %d flows for the shared NIC %s", bridge, len(flows), nic)
 
 
 def _forget_bridges(ovs: LocalOvs, ports: Iterable[str], *, timeout: float) -> None:
     """Remove our flows from shared bridges no gateway uses any more."""
-    from gateway_helper.apply import FlowApplier
-
     for port in ports:
         if ovs.bridge(port) is None:
             continue
-        target = _ofctl_target(ovs, port)
-        if _flow_lines(target, timeout) != []:
-            FlowApplier(target, cookie=FLOW_COOKIE, timeout=timeout).replace([])
+        openflow.FlowApplier(openflow.ofctl_target(ovs.remote, port), cookie=FLOW_COOKIE,
+                             timeout=timeout).ensure([])
 
 
 def _release_local_ports(args: argparse.Namespace, scopes: Iterable[str]) -> None:

@@ -32,10 +32,9 @@ from typing import Any
 
 import pytest
 
-from gateway_helper.apply import FlowApplier, FlowApplyError
-from gateway_helper.flows import COOKIE, BridgePorts, gateway_flows
 from gateway_helper.services import parse
 from ovn_k8s.nb import connection
+from ovn_k8s.openflow import COOKIE, BridgePorts, FlowApplier, FlowApplyError, gateway_flows
 from sandbox.kubeapi import KubeApiServer
 from sandbox.lab.cluster import Lab, Node, Pod
 from sandbox.lab.forward import Forwarder

@@ -18,15 +18,14 @@ from typing import Any
 import pytest
 
 from gateway_helper import daemon
-from gateway_helper.apply import FlowApplier, FlowApplyError
 from gateway_helper.daemon import GatewayHelper, remove_pidfile, write_pidfile
-from gateway_helper.flows import COOKIE, BridgePorts, gateway_flows
 from gateway_helper.inputs import Inputs
 from gateway_helper.metrics import GatewayMetrics, MetricsServer
 from gateway_helper.services import parse
 from ovn_k8s.errors import ConfigError, HostError
 from ovn_k8s.kube.rest import ConnectionParams, KubeClient, resource_path
 from ovn_k8s.kube.watch import Event, StopEvent, Synced, list_then_watch
+from ovn_k8s.openflow import COOKIE, BridgePorts, FlowApplier, FlowApplyError, gateway_flows
 from sandbox.kubeapi import KubeApiServer
 
 HOST = "192.0.2.50"

@@ -8,12 +8,20 @@ from typing import Any
 
 import pytest
 
-from gateway_helper.apply import bundle_script
-from gateway_helper.flows import COOKIE, BridgePorts, flow_table, gateway_flows
 from gateway_helper.inputs import Iface, bridge_ports, choose_host_ip
-from gateway_helper.services import ExternalPort, L4Port, ServicePorts, parse
+from gateway_helper.services import parse
 from ovn_k8s.errors import HostError
 from ovn_k8s.host import Address
+from ovn_k8s.openflow import (
+    COOKIE,
+    BridgePorts,
+    ExternalPort,
+    L4Port,
+    ServicePorts,
+    bundle_script,
+    flow_table,
+    gateway_flows,
+)
 
 HOST = "192.0.2.50"
 PORTS = BridgePorts(nic=1, patch=2)
