@@ -21,7 +21,7 @@ from ovn_k8s.cni.protocol import AddResult, CniError, ErrorCode
 from ovn_k8s.desired import mesos as build
 from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
 from ovn_k8s.mesos import nbview
-from ovn_k8s.mesos.plugin import Code, MesosRequest
+from ovn_k8s.mesos.request import Code, MesosRequest
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.apply import ApplyCommand, NbView
 from ovn_k8s.nb.model import Row

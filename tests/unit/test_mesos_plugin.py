@@ -13,6 +13,7 @@ import pytest
 
 from ovn_k8s.cni.protocol import DNS, AddResult, CniError, Interface, IPConfig, Route
 from ovn_k8s.mesos import plugin as p
+from ovn_k8s.mesos import request as r
 
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "7d5a1c3e-task", "CNI_IFNAME": "eth0",
        "CNI_NETNS": "/var/run/mesos/isolators/network/cni/7d5a1c3e-task/ns", "CNI_PATH": "/var/lib/mesos/cni/plugins"}
@@ -28,13 +29,13 @@ def conf(labels: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, 
     return out
 
 
-def parse(env: dict[str, str] | None = None, **kw: Any) -> p.MesosRequest:
-    return p.parse_request({**ENV, **(env or {})}, json.dumps(conf(**kw)))
+def parse(env: dict[str, str] | None = None, **kw: Any) -> r.MesosRequest:
+    return r.parse_request({**ENV, **(env or {})}, json.dumps(conf(**kw)))
 
 
 def code_of(env: dict[str, str] | None = None, text: str | None = None, **kw: Any) -> tuple[int, str]:
     with pytest.raises(CniError) as info:
-        p.parse_request({**ENV, **(env or {})}, text if text is not None else json.dumps(conf(**kw)))
+        r.parse_request({**ENV, **(env or {})}, text if text is not None else json.dumps(conf(**kw)))
     return info.value.code, info.value.msg
 
 
@@ -52,7 +53,7 @@ def test_the_originals_config_file_is_accepted() -> None:
     """M:config/10-ovn.conf had no cniVersion and string booleans; its plugin printed 0.2.0."""
     original = {"bridge": "br-int", "ipMasq": "false", "name": "ovn", "isGateway": "true", "type": "ovn-mesos-plugin",
                 "args": conf()["args"]}
-    req = p.parse_request(ENV, json.dumps(original))
+    req = r.parse_request(ENV, json.dumps(original))
     assert req.cni_version == "0.2.0" and req.config.bridge == "br-int"
 
 
@@ -102,7 +103,7 @@ def test_bad_input_gets_the_spec_code(kw: dict[str, Any], env: dict[str, str], t
 
 
 def test_del_needs_neither_labels_nor_netns() -> None:
-    req = p.parse_request({**ENV, "CNI_COMMAND": "DEL", "CNI_NETNS": ""}, json.dumps(conf(labels=[])))
+    req = r.parse_request({**ENV, "CNI_COMMAND": "DEL", "CNI_NETNS": ""}, json.dumps(conf(labels=[])))
     assert req.command == "DEL" and req.netns is None and req.network is None
 
 
@@ -113,14 +114,14 @@ RESULT = AddResult(interfaces=(Interface("ovn0123456789ab", "aa:bb:cc:dd:ee:ff")
 
 
 def test_results_per_version() -> None:
-    legacy = p.render_result(RESULT, "0.2.0")
+    legacy = r.render_result(RESULT, "0.2.0")
     assert legacy == {"cniVersion": "0.2.0", "ip4": {"ip": "192.168.1.2/24", "gateway": "192.168.1.1",
                                                      "routes": [{"dst": "0.0.0.0/0", "gw": "192.168.1.1"}]},
                       "dns": {"nameservers": ["192.0.2.53"]}}
-    assert p.render_result(RESULT, "0.1.0")["ip4"] == legacy["ip4"]
-    v031 = p.render_result(RESULT, "0.3.1")
+    assert r.render_result(RESULT, "0.1.0")["ip4"] == legacy["ip4"]
+    v031 = r.render_result(RESULT, "0.3.1")
     assert v031["ips"] == [{"version": "4", "address": "192.168.1.2/24", "gateway": "192.168.1.1", "interface": 1}]
-    v1 = p.render_result(RESULT, "1.0.0")
+    v1 = r.render_result(RESULT, "1.0.0")
     assert v1["ips"] == [{"address": "192.168.1.2/24", "gateway": "192.168.1.1", "interface": 1}]
     assert v1["interfaces"][1] == {"name": "eth0", "mac": "0a:58:c0:a8:01:02", "sandbox": "/var/run/netns/t"}
 
@@ -150,14 +151,14 @@ def test_run_turns_every_failure_into_error_json() -> None:
     rc, out = run(ENV, json.dumps({k: v for k, v in conf(labels=[]).items() if k != "cniVersion"}))
     assert rc == 1 and out["cniVersion"] == "0.2.0"
 
-    def boom(request: p.MesosRequest) -> None:
+    def boom(request: r.MesosRequest) -> None:
         raise RuntimeError("something broke")
 
     rc, out = run(ENV, json.dumps(conf()), handler=boom)
     assert rc == 1 and out == {"cniVersion": "0.2.0", "code": 999, "msg": "something broke", "details": "RuntimeError"}
 
-    def unknown(request: p.MesosRequest) -> None:
-        raise CniError(p.Code.UNKNOWN_NETWORK, "unknown network", "no network 'x'")
+    def unknown(request: r.MesosRequest) -> None:
+        raise CniError(r.Code.UNKNOWN_NETWORK, "unknown network", "no network 'x'")
 
     rc, out = run(ENV, json.dumps(conf()), handler=unknown)
     assert rc == 1
