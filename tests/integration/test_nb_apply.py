@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from ovn_k8s.cli.overlay import apply_rows
 from ovn_k8s.errors import ConfigError
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.model import Parent, Row
+from ovn_k8s.overlay import apply_rows
 from sandbox.lab.cluster import Lab
 from sandbox.lab.proc import wait_for
 from tests.helpers import identities, nb_dump, rows

@@ -16,11 +16,11 @@ import netaddr
 import pytest
 
 from ovn_k8s import naming
-from ovn_k8s.cli.overlay import apply_rows
 from ovn_k8s.desired import topology
 from ovn_k8s.desired.services import AffinityMode, NodePortMode
 from ovn_k8s.errors import InvalidObject, NotReadyError
 from ovn_k8s.nb import connection
+from ovn_k8s.overlay import apply_rows
 from sandbox.lab.cluster import Lab
 from tests.helpers import nb_dump, rows
 from watcher.services import InvalidServices, ServiceInput, ServiceReconciler

@@ -1,0 +1,307 @@
+"""ovn-k8s-overlay's steps: master-init, minion-init and gateway-init (cli/overlay parses).
+
+Each step writes its NB rows in ONE transaction (computed inside the transaction, so
+concurrent runs on several nodes cannot hand out one join address twice or accept overlapping
+subnets), then does its host-side steps in the network namespace it runs in. Re-running with
+the same arguments changes nothing; with new arguments it converges to them. Settings are
+resolved from `given`, what the user passed (ovn_k8s/config.py: flag > environment > config
+file > the local OVS' external_ids > default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import netaddr
+
+from ovn_k8s import config, host, ipam, naming, process
+from ovn_k8s.desired import topology
+from ovn_k8s.errors import ConfigError, NotReadyError
+from ovn_k8s.nb import connection
+from ovn_k8s.nb.apply import ApplyCommand, NbView
+from ovn_k8s.nb.model import Row
+from ovn_k8s.nb.plan import Plan
+from ovn_k8s.ovs import LocalOvs
+
+LOG = logging.getLogger(__name__)
+CNI_CONFLIST = "10-ovn-k8s.conflist"
+CNI_NETWORK_NAME = "ovn-k8s"
+
+Given = argparse.Namespace | Mapping[str, Any]
+
+
+# --- shared steps -----------------------------------------------------------------------------
+def _resolve(given: Given, ovs: LocalOvs, extra: Sequence[str]) -> config.Config:
+    cfg = config.resolve(given, (*process.GLOBAL_OPTIONS, *extra), ovs_external_ids=ovs.external_ids)
+    process.setup_logging(cfg.log_level, cfg.log_file)
+    return cfg
+
+
+def _open_ovs(given: Given) -> LocalOvs:
+    pre = config.resolve(given, ("ovs_db", "timeout"))
+    return LocalOvs(pre.ovs_db, timeout=pre.timeout)
+
+
+def apply_rows(nb: object, *, scopes: Sequence[str], build, timeout: float) -> Plan:  # type: ignore[no-untyped-def]
+    """Run one ApplyCommand in one NB transaction; return the plan it executed."""
+    cmd = ApplyCommand(nb, scopes=scopes, build=build)
+    with connection.transaction(nb, timeout=timeout) as txn:
+        txn.add(cmd)
+    plan: Plan = cmd.result
+    LOG.info("NB %s: %s", ",".join(scopes), plan.summary() if plan else "no change")
+    return plan
+
+
+def _other_node_subnets(view: NbView, node: str) -> list[tuple[str, netaddr.IPNetwork]]:
+    out = []
+    for row in view.owned(topology.LS, "node:"):
+        other = row.external_ids.get(naming.NODE_KEY)
+        subnet = row.other_config.get("subnet")
+        if other and other != node and subnet:
+            out.append((other, netaddr.IPNetwork(subnet)))
+    return out
+
+
+def _cluster_router(view: NbView, cluster_subnet: netaddr.IPNetwork | None) -> object:
+    router = view.row(topology.LR, topology.CLUSTER_ROUTER_ID)
+    if router is None:
+        raise NotReadyError("the cluster router does not exist in the NB: run master-init first")
+    recorded = router.external_ids.get(naming.CLUSTER_SUBNET_KEY)
+    if cluster_subnet is not None and recorded and netaddr.IPNetwork(recorded) != cluster_subnet:
+        raise ConfigError(f"--cluster-ip-subnet {cluster_subnet} differs from the cluster's "
+                          f"{recorded} (set by master-init)")
+    return router
+
+
+def setup_management_port(ovs: LocalOvs, *, node: str, subnet: netaddr.IPNetwork,
+                          cluster_subnet: netaddr.IPNetwork, mtu: int,
+                          service_range: netaddr.IPNetwork | None = None) -> None:
+    """The node's own port on its switch: OVS internal port k8s-<node> with S+2, and a route
+    to the cluster subnet via S+1, so the node reaches pods (health checks, the API server);
+    with a service range, a route to it too, so the node reaches ClusterIP services through
+    its switch's load balancers."""
+    addrs = ipam.node_addresses(subnet)
+    ifname = naming.mgmt_ifname(node)
+    ovs.ensure_integration_bridge()
+    ovs.ensure_port(naming.BR_INT, ifname, type="internal", mac=topology.mgmt_mac(subnet),
+                    mtu_request=mtu, external_ids={"iface-id": naming.mgmt_port(node)})
+    ovs.commit()
+    host.wait_for_link(ifname)
+    host.set_up(ifname)
+    host.ensure_addresses(ifname, [addrs.mgmt_cidr])
+    host.ensure_route(str(cluster_subnet), str(addrs.router_ip), ifname)
+    if service_range is not None:
+        host.ensure_route(str(service_range), str(addrs.router_ip), ifname)
+
+
+def _service_range(cfg: config.Config, cluster: netaddr.IPNetwork) -> netaddr.IPNetwork | None:
+    if not cfg.service_cluster_ip_range:
+        return None
+    svc = ipam.parse_cidr(cfg.service_cluster_ip_range, "--service-cluster-ip-range")
+    if svc.first <= cluster.last and cluster.first <= svc.last:
+        raise ConfigError(f"--service-cluster-ip-range {svc} overlaps --cluster-ip-subnet {cluster}")
+    return svc
+
+
+def _node_subnet_check(view: NbView, node: str, subnet: netaddr.IPNetwork,
+                       cluster: netaddr.IPNetwork) -> None:
+    ipam.check_node_subnet(subnet, cluster, _other_node_subnets(view, node))
+
+
+# --- master-init -------------------------------------------------------------------------------
+def master_init(given: Given, *, node: str, cluster: netaddr.IPNetwork,
+                subnet: netaddr.IPNetwork) -> None:
+    """The cluster router, join switch, load balancer groups, and the master's own node switch
+    (`subnet`) and management port."""
+    with _open_ovs(given) as ovs:
+        cfg = _resolve(given, ovs, ("mtu", "join_subnet", "service_cluster_ip_range"))
+        service_range = _service_range(cfg, cluster)
+        join = ipam.parse_cidr(cfg.join_subnet, "--join-subnet")
+        if join.first <= cluster.last and cluster.first <= join.last:
+            raise ConfigError(f"--join-subnet {join} overlaps --cluster-ip-subnet {cluster}")
+        ipam.check_node_subnet(subnet, cluster, [])
+        ipam.node_addresses(subnet)
+        nb = process.connect_nb(cfg)
+        try:
+            def build(view: NbView) -> list[Row]:
+                _node_subnet_check(view, node, subnet, cluster)
+                router = view.row(topology.LR, topology.CLUSTER_ROUTER_ID)
+                if router is not None:
+                    view.verify(router, "ports")
+                spec = topology.MasterSpec(master=node, cluster_subnet=cluster, join_subnet=join)
+                return [*topology.master_rows(spec),
+                        *topology.node_rows(topology.NodeSpec(node=node, subnet=subnet))]
+
+            apply_rows(nb, scopes=(naming.OWNER_CLUSTER, naming.owner_node(node)), build=build,
+                       timeout=cfg.timeout)
+        finally:
+            connection.disconnect(nb)
+        setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster, mtu=cfg.mtu,
+                              service_range=service_range)
+
+
+# --- minion-init -------------------------------------------------------------------------------
+def minion_init(given: Given, *, node: str, cluster: netaddr.IPNetwork,
+                subnet: netaddr.IPNetwork) -> None:
+    """This node's switch (`subnet`), its router port and management port, and the CNI
+    configuration."""
+    ipam.check_node_subnet(subnet, cluster, [])
+    ipam.node_addresses(subnet)
+    with _open_ovs(given) as ovs:
+        cfg = _resolve(given, ovs, ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin",
+                                   "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
+                                   "kubeconfig", "service_cluster_ip_range"))
+        service_range = _service_range(cfg, cluster)
+        nb = process.connect_nb(cfg)
+        try:
+            def build(view: NbView) -> list[Row]:
+                router = _cluster_router(view, cluster)
+                # Every node links a port into the cluster router: verifying that column makes
+                # two concurrent minion-inits serialise, so the overlap check below holds.
+                view.verify(router, "ports")
+                _node_subnet_check(view, node, subnet, cluster)
+                return topology.node_rows(topology.NodeSpec(node=node, subnet=subnet))
+
+            apply_rows(nb, scopes=(naming.owner_node(node),), build=build, timeout=cfg.timeout)
+        finally:
+            connection.disconnect(nb)
+        setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster, mtu=cfg.mtu,
+                              service_range=service_range)
+    install_cni(cfg)
+
+
+def install_cni(cfg: config.Config) -> bool:
+    """Link the CNI plugin into the runtime's plugin dir and write a .conflist, once the plugin
+    exists in PATH. Runtimes pick the first conflist in lexical order, hence the 10- prefix.
+
+    The plugin's entry carries what it needs on this node (docs/cni.md): `mtu`, `bridge`,
+    `ovsdb` (this node's OVS), `log_file`, and where the API server is when minion-init was
+    told explicitly (flag, environment or config file): `kubeconfig`, or `k8s_api_server` with
+    `k8s_api_token` (the file is then 0600) and `k8s_ca_cert`. A server that minion-init found
+    in the OVS external_ids is not copied: the plugin reads those itself at every call, so a
+    changed token reaches it without re-running minion-init.
+    """
+    plugin = shutil.which(cfg.cni_plugin)
+    if plugin is None:
+        LOG.warning("CNI plugin %s not found in PATH: CNI configuration not installed",
+                    cfg.cni_plugin)
+        return False
+    name = os.path.basename(cfg.cni_plugin)
+    os.makedirs(cfg.cni_bin_dir, exist_ok=True)
+    link = os.path.join(cfg.cni_bin_dir, name)
+    if os.path.realpath(link) != os.path.realpath(plugin):
+        tmp = link + ".tmp"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(os.path.realpath(plugin), tmp)
+        os.replace(tmp, link)
+    entry: dict[str, object] = {"type": name, "mtu": cfg.mtu, "bridge": naming.BR_INT,
+                                "ovsdb": cfg.ovs_db,
+                                "log_file": "/var/log/openvswitch/ovn-k8s-cni-overlay.log"}
+    explicit = {"flag", "env", "file"}
+    server = cfg.k8s_api_server
+    if cfg.kubeconfig:
+        entry["kubeconfig"] = os.path.abspath(cfg.kubeconfig)
+    elif server and cfg.sources.get("k8s_api_server") in explicit:
+        entry["k8s_api_server"] = server
+        if cfg.k8s_api_token:
+            entry["k8s_api_token"] = cfg.k8s_api_token
+    ca = cfg.k8s_ca_certificate
+    if not cfg.kubeconfig and server and server.startswith("https://") and ca and (
+            cfg.sources.get("k8s_ca_certificate") in explicit or os.path.isfile(ca)):
+        entry["k8s_ca_cert"] = os.path.abspath(ca)
+    conflist = {"cniVersion": "1.0.0", "name": CNI_NETWORK_NAME, "plugins": [entry]}
+    text = json.dumps(conflist, indent=2, sort_keys=True) + "\n"
+    mode = 0o600 if "k8s_api_token" in entry else 0o644  # a bearer token is a secret
+    os.makedirs(cfg.cni_conf_dir, exist_ok=True)
+    path = os.path.join(cfg.cni_conf_dir, CNI_CONFLIST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            current: str | None = f.read()
+    except FileNotFoundError:
+        current = None
+    if current != text or (os.stat(path).st_mode & 0o777) != mode:
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)  # O_CREAT's mode is masked by the umask
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    return True
+
+
+# --- gateway-init ------------------------------------------------------------------------------
+def gateway_init(given: Given, *, node: str, cluster: netaddr.IPNetwork,
+                 physical_ip: netaddr.IPNetwork, default_gw: netaddr.IPAddress | None,
+                 rampout: Sequence[netaddr.IPNetwork] = (), physical_interface: str | None = None,
+                 bridge_interface: str | None = None) -> None:
+    """Make this node a gateway: gateway router bound to this chassis, external switch, SNAT
+    and routes; on a NIC of its own (`physical_interface`: moved into br-int, its addresses
+    flushed) or on a bridge holding a NIC shared with the host (`bridge_interface`). Exactly
+    one is given."""
+    with _open_ovs(given) as ovs:
+        cfg = _resolve(given, ovs, ())
+        system_id = ovs.system_id()
+        if physical_interface:
+            port_name = physical_interface
+            mac = host.link_mac(port_name)
+        else:
+            assert bridge_interface is not None
+            port_name = bridge_interface
+            ovs.require_bridge(port_name)
+            mac = ovs.mac_in_use(port_name)
+        nb = process.connect_nb(cfg)
+        try:
+            def build(view: NbView) -> list[Row]:
+                _cluster_router(view, cluster)
+                join_ls = view.row(topology.LS, topology.JOIN_SWITCH_ID)
+                if join_ls is None:
+                    raise NotReadyError("the join switch does not exist in the NB: run master-init first")
+                join = netaddr.IPNetwork(join_ls.external_ids[naming.JOIN_SUBNET_KEY])
+                # Every gateway links a port into the join switch: verifying that column makes
+                # concurrent gateway-inits serialise, so no join address is handed out twice.
+                view.verify(join_ls, "ports")
+                join_ip = _join_address(view, node, join)
+                spec = topology.GatewaySpec(
+                    node=node, system_id=system_id, cluster_subnet=cluster, join_subnet=join,
+                    join_ip=join_ip, physical_ip=physical_ip, physical_mac=mac,
+                    port_name=port_name, default_gw=default_gw, rampout_subnets=list(rampout))
+                return topology.gateway_rows(spec)
+
+            apply_rows(nb, scopes=(naming.owner_gateway(node),), build=build, timeout=cfg.timeout)
+        finally:
+            connection.disconnect(nb)
+        iface_id = naming.external_port(port_name, node)
+        owner = {naming.OWNER_KEY: naming.owner_gateway(node)}
+        ovs.ensure_integration_bridge()
+        if physical_interface:
+            # The NIC becomes an OVN port: its address now belongs to the gateway router.
+            ovs.ensure_port(naming.BR_INT, port_name, external_ids={"iface-id": iface_id, **owner})
+            keep = {port_name}
+        else:
+            # Shared NIC: the router shares the bridge's MAC and IP (the gateway helper sorts the
+            # traffic); pin the bridge MAC so it survives the NIC being re-added.
+            ovs.ensure_bridge(port_name, other_config={"hwaddr": mac})
+            int_side, br_side = naming.patch_int_to_bridge(port_name), naming.patch_bridge_to_int(port_name)
+            ovs.ensure_patch_pair(naming.BR_INT, int_side, port_name, br_side,
+                                  external_ids_a={"iface-id": iface_id, **owner})
+            keep = {int_side, br_side}
+        # A previous run with another NIC or mode left its port behind: take it out.
+        for stale in ovs.remove_owned_ports(naming.owner_gateway(node), keep):
+            LOG.info("removing %s left by a previous gateway-init", stale)
+        ovs.commit()
+        if physical_interface:
+            host.flush_addresses(port_name)
+
+
+def _join_address(view: NbView, node: str, join: netaddr.IPNetwork) -> netaddr.IPAddress:
+    """This gateway's join address: the one it has if still valid, else the lowest free one."""
+    mine = naming.rtoj(naming.gateway_router(node))
+    ports = ((lrp.name, lrp.networks) for lrp in view.owned(topology.LRP)
+             if lrp.external_ids.get(naming.CONNECT_TO_JOIN_MARK) == "yes")
+    return ipam.join_address_among(join, mine, ports)
