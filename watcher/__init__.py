@@ -1,8 +1,9 @@
 """ovn-k8s-watcher, the master daemon: pods and services into the OVN Northbound database.
 
 `daemon` (entry point, life cycle, NB lock), `informer` (watch threads), `pods` (pod
-controller), `pod_nb` (pod ports in the NB), `ipalloc` (pod addresses), `annotator` (the
-annotation PATCH transport), `service_controller` (stores and worker around `services`, the
-NB side of services), `events`, `metrics`; `harness` is for tests and the benchmark.
+controller), `ipalloc` (pod addresses), `annotator` (the annotation PATCH transport),
+`service_controller` (stores and worker around `services`, which parses and builds the load
+balancers), `events`, `metrics`. Every NB read and write goes through the NB engine's keyed
+mode, `ovn_k8s.nb.keyed`; the test and benchmark harness is `sandbox.watcher_harness`.
 See docs/watcher.md.
 """

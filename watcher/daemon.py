@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ovn_k8s import config, naming, pidfile, process
+from ovn_k8s.desired.pods import SWITCH_ID_PREFIX
 from ovn_k8s.desired.services import AffinityMode, NodePortMode
 from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
 from ovn_k8s.kube import auth
@@ -43,7 +44,6 @@ from watcher.annotator import PodAnnotator
 from watcher.events import EventRecorder
 from watcher.informer import Informer
 from watcher.metrics import MetricsServer, WatcherMetrics
-from watcher.pod_nb import SWITCH_ID_PREFIX
 from watcher.pods import PodController
 from watcher.service_controller import ServiceController
 
@@ -57,16 +57,11 @@ KUBE_OPTIONS = ("kubeconfig", "k8s_api_server", "k8s_api_token", "k8s_ca_certifi
 WATCHER_OPTIONS = ("pidfile", "metrics_address", "pod_batch_size", "annotation_workers",
                    "max_retries", "resync_interval", "nodeport_mode", "affinity_mode")
 OPTIONS = (*process.GLOBAL_OPTIONS, *KUBE_OPTIONS, *WATCHER_OPTIONS)
-# Logical_Router columns of a gateway router that the services controller reads.
-_GATEWAY_COLUMNS = frozenset({"options", "external_ids", "name"})
-# Logical_Switch columns whose change does not concern the pod controller.
-_IGNORED_SWITCH_COLUMNS = frozenset({"ports", "acls", "qos_rules", "dns_records",
-                                     "forwarding_groups", "load_balancer",
-                                     "load_balancer_group", "copp"})
-
-
-def _no_yield() -> None:
-    return None
+# The NB changes the controllers react to: a node switch's subnet or identity (pods), a
+# gateway router's chassis, physical IP or name (services). A switch's `ports` and other
+# link columns change with every pod and are not watched.
+NB_WATCH = {"Logical_Switch": frozenset({"name", "other_config", "external_ids"}),
+            "Logical_Router": frozenset({"options", "external_ids", "name"})}
 
 
 class LostLock(OvnK8sError):
@@ -169,16 +164,10 @@ class Watcher:
 
     # -- health ----------------------------------------------------------------------------------
     def nb_connected(self) -> bool:
-        try:
-            return bool(self.nb is not None and self.nb.idl._session.is_connected())
-        except AttributeError:
-            return False
+        return self.nb is not None and connection.connected(self.nb)
 
     def has_lock(self) -> bool:
-        return bool(self.nb is not None and self.nb.idl.has_lock)
-
-    def _nb_seqno(self) -> int:
-        return int(self.nb.idl._session.get_seqno())
+        return self.nb is not None and connection.lock_state(self.nb)[0]
 
     def health(self) -> list[str]:
         problems = []
@@ -216,39 +205,18 @@ class Watcher:
         return None
 
     def _setup_nb(self, nb: Any) -> None:
-        idl = nb.idl
-        previous_notify = idl.notify
         pods, services = self.pods, self.services
         gateway_prefix = naming.owner_gateway("")
 
-        def notify(event: str, row: Any, updates: Any = None) -> None:
-            previous_notify(event, row, updates)
-            try:
-                table = row._table.name
-                if table not in ("Logical_Switch", "Logical_Router"):
-                    return
-                changed = set(getattr(updates, "_data", None) or ()) \
-                    if event == "update" and updates is not None else None
-                if table == "Logical_Switch":
-                    if changed is not None and changed <= _IGNORED_SWITCH_COLUMNS:
-                        return
-                    rid = row.external_ids.get(naming.ID_KEY, "")
-                    if rid.startswith(SWITCH_ID_PREFIX) and pods is not None:
-                        pods.on_switch_event(rid[len(SWITCH_ID_PREFIX):])
-                elif services is not None and (changed is None or changed & _GATEWAY_COLUMNS):
-                    owner = row.external_ids.get(naming.OWNER_KEY, "")
-                    if owner.startswith(gateway_prefix):
-                        services.on_gateways_changed()
-            except Exception:  # noqa: BLE001 -- never break the IDL thread
-                LOG.exception("NB notification")
+        def on_change(change: connection.RowChange) -> None:
+            if change.table == "Logical_Switch":
+                if change.id.startswith(SWITCH_ID_PREFIX) and pods is not None:
+                    pods.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
+            elif services is not None and change.owner.startswith(gateway_prefix):
+                services.on_gateways_changed()
 
-        idl.notify = notify
-        # NOTE(performance): ovsdbapp's IDL calls time.sleep(0) for every row of an update
-        # (a yield point for eventlet). With native threads that is a GIL hand-off per row,
-        # which slowed our 500-port transactions by half; Python switches threads anyway.
-        idl.cooperative_yield = _no_yield
-        with nb.ovsdb_connection.lock:
-            idl.set_lock(NB_LOCK)
+        connection.watch_rows(nb, NB_WATCH, on_change)
+        connection.set_lock(nb, NB_LOCK)
 
     def _start_informers(self, kube: KubeClient) -> None:
         assert self.pods is not None and self.services is not None
@@ -371,9 +339,8 @@ class Watcher:
         if not self._wait("the first list of every watched resource",
                           lambda: all(i.synced.is_set() for i in self.informers)):
             return self._exit_status()
-        idl = self.nb.idl
-        self._wait("the NB's answer to the lock request",
-                   lambda: idl.has_lock or idl.is_lock_contended)
+        nb = self.nb
+        self._wait("the NB's answer to the lock request", lambda: any(connection.lock_state(nb)))
         if not self.has_lock():
             LOG.warning("standby: another %s holds the NB lock %s; waiting for it", PROG,
                         NB_LOCK)
@@ -395,21 +362,20 @@ class Watcher:
         if not self.stop.is_set():
             self.synced.set()
             LOG.info("Initialization complete: serving (sync %.2fs)", time.monotonic() - t0)
-        seqno = self._nb_seqno()
+        seqno = connection.session_seqno(nb)
         reload_pending = False
         while not self.stop.is_set():
-            idl = self.nb.idl
-            if idl.is_lock_contended and not idl.has_lock:
+            has_lock, contended = connection.lock_state(nb)
+            if contended and not has_lock:
                 self._fatal = f"lost the NB lock {NB_LOCK} to another {PROG}"
                 LOG.error("%s; exiting so that a supervisor restarts this one as a standby",
                           self._fatal)
                 self.stop.set()
                 break
-            now = self._nb_seqno()
+            now = connection.session_seqno(nb)
             if now != seqno:
                 seqno, reload_pending = now, True
-            if reload_pending and self.nb_connected() and idl.has_lock and \
-                    idl.state == idl.IDL_S_MONITORING:
+            if reload_pending and has_lock and connection.monitoring(nb):
                 # Reconnected: the NB may have changed (or been restored) meanwhile.
                 reload_pending = False
                 LOG.info("NB connection re-established; re-reading the NB")

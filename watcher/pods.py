@@ -8,7 +8,8 @@ port we last wrote; all the differences of the batch go to the NB in ONE transac
 (`PodPortsCommand`). Annotations are then patched concurrently, over keep-alive
 connections, while the worker already plans the next batch (a key stays "processing" until
 its annotation is written, so no key is ever worked on twice at once). Deletion is the same
-path with "no port" as the wanted state.
+path with "no port" as the wanted state. Every NB read and write goes through the NB
+engine's keyed mode (`ovn_k8s.nb.keyed.KeyedRows`), which holds what was last written.
 
 Addresses are allocated here (`watcher.ipalloc`), not by ovn-northd. Write order: port first,
 annotation second. So an annotated address always has its port, and after a crash between
@@ -41,17 +42,36 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ovn_k8s import naming
-from ovn_k8s.desired.pods import NodeSwitch, PodPort, annotated_ip, annotation_current, pod_port
+from ovn_k8s.desired.pods import (
+    FOREIGN_PORT_COLUMNS,
+    LS,
+    LSP,
+    PORT_COLUMNS,
+    SWITCH_COLUMNS,
+    SWITCH_ID_PREFIX,
+    NodeSwitch,
+    PodPort,
+    annotated_ip,
+    annotation_current,
+    foreign_ips,
+    is_foreign_port,
+    node_switch,
+    pod_key_of_row,
+    pod_port,
+    port_row,
+    row_ip,
+)
 from ovn_k8s.errors import InvalidObject, OvnK8sError
 from ovn_k8s.kube.errors import NotFound
 from ovn_k8s.kube.watch import Event
 from ovn_k8s.kube.workqueue import DEFAULT_MAX_RETRIES, WorkQueue
 from ovn_k8s.model.kube import Pod, parse_pod
-from ovn_k8s.nb import connection
+from ovn_k8s.nb import read as nb_read
+from ovn_k8s.nb.keyed import Applied, Ident, KeyedRows, MissingParent
+from ovn_k8s.nb.model import Row
 from watcher.events import EventRecorder
 from watcher.ipalloc import PodIpam
 from watcher.metrics import WatcherMetrics
-from watcher.pod_nb import Ensure, NbPort, Op, PodPortsCommand, PortTaken, Remove, find_node_switch, port_ip, scan
 from watcher.retry import requeue_or_give_up
 
 LOG = logging.getLogger(__name__)
@@ -74,9 +94,12 @@ class NodeNotReady(OvnK8sError):
         self.node = node
 
 
+Desired = dict[Ident, Row]           # a pod's rows: its port, or nothing
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    op: Op | None                      # the NB change, if any
+    desired: Desired | None            # the rows to write; None: the NB is already right
     pod: Pod | None = None
     annotate: PodPort | None = None    # the annotation to write, if the pod lacks it
 
@@ -95,6 +118,8 @@ class PodController:
                  recorder: EventRecorder | None, batch_size: int = 200,
                  annotate_workers: int = 8, max_retries: int = DEFAULT_MAX_RETRIES,
                  timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self.rows: KeyedRows | None = None         # the NB engine, once the NB is known
         self.nb = nb                               # may be set later, before sync()
         self.annotator = annotator
         self.metrics = metrics
@@ -104,7 +129,6 @@ class PodController:
         self.queue: WorkQueue[str] = WorkQueue(name=RESOURCE, max_retries=max_retries)
         self.store: dict[str, Pod] = {}
         self.ipam = PodIpam()
-        self.applied: dict[str, NbPort] = {}       # what we last wrote (or found) per pod key
         self._switches: dict[str, NodeSwitch] = {}
         self._lock = threading.Lock()              # store, _waiting, _dirty_nodes
         self._waiting: dict[str, set[str]] = {}    # node -> keys waiting for its switch
@@ -115,6 +139,19 @@ class PodController:
                                         thread_name_prefix="annotate")
         self._reload = threading.Event()
         metrics.queue_depth.set(0, resource=RESOURCE)
+
+    @property
+    def nb(self) -> Any | None:
+        return self.rows.api if self.rows is not None else None
+
+    @nb.setter
+    def nb(self, api: Any | None) -> None:
+        self.rows = KeyedRows(api, timeout=self.timeout) if api is not None else None
+
+    def _engine(self) -> KeyedRows:
+        if self.rows is None:
+            raise RuntimeError("the pod controller has no NB connection yet")
+        return self.rows
 
     # -- informer side (watch thread): store + enqueue, no I/O ----------------------------------
     def on_event(self, ev: Event) -> None:
@@ -176,13 +213,16 @@ class PodController:
         return report
 
     def _reload_nb(self) -> SyncReport:
+        rows = self._engine()
         pods = self.snapshot()
-        snap = scan(self.nb)
+        switches = rows.read(_read_switches)
+        found = rows.scan(key_of=pod_key_of_row, columns={LSP: PORT_COLUMNS})
+        ports = {key: next(iter(applied.values())) for key, applied in found.found.items()}
         with self._lock:
             self._dirty_nodes.clear()
-        self._switches = dict(snap.switches)
-        for node, sw in snap.switches.items():
-            self.ipam.set_subnet(node, sw.subnet, snap.foreign_ips.get(node, ()))
+        self._switches = {node: sw for node, (sw, _) in switches.items()}
+        for node, (sw, foreign) in switches.items():
+            self.ipam.set_subnet(node, sw.subnet, foreign)
         live = {k: p for k, p in pods.items() if p.wants_port}
         # 1. Annotations are the record of which pod has which address: oldest pod first,
         #    so of two pods claiming one address the one that had it first keeps it.
@@ -198,27 +238,28 @@ class PodController:
                 LOG.warning("pod %s: annotated address %s is taken by %s", pod.key, ip,
                             self.ipam.owner(sw.node, ip))
         # 2. A port written before a crash, whose annotation was not: keep its address.
-        for key, port in snap.ports.items():
+        for key, port in ports.items():
             pod = live.get(key)
             if pod is None or self.ipam.get(key):
                 continue
             sw = self._switches.get(pod.node or "")
-            ip = port_ip(port)
+            ip = row_ip(port.row)
             if sw is not None and ip is not None and ip in sw.subnet:
                 self.ipam.claim(key, sw.node, ip)
         # 3. What is in the NB is what we compare against from now on.
-        self.applied = {k: port for k, port in snap.ports.items() if k in live}
+        rows.seed({k: v for k, v in found.found.items() if k in live})
         # 4. Ports of pods that are gone, finished, or on the host network; duplicates.
-        stale: list[Op] = [Remove(k, port.name, port) for k, port in snap.ports.items()
-                           if k not in live]
-        stale += [Remove(k, port.name, port, by_uuid=True) for k, port in snap.extra_ports]
+        stale = sorted(k for k in found.found if k not in live)
+        dupes: list[Applied] = [applied for _, applied in found.duplicates]
         deleted = 0
-        for i in range(0, len(stale), DELETE_CHUNK):
+        for i in range(0, max(len(stale), 1 if dupes else 0), DELETE_CHUNK):
             chunk = stale[i:i + DELETE_CHUNK]
-            results, failed = self._write(chunk)
-            deleted += len(chunk) - len(failed)
-            for key in results:
-                if key not in live:
+            rows.seed({k: found.found[k] for k in chunk}, replace=False)
+            extra, dupes = (dupes, []) if i == 0 else ([], dupes)
+            outcome, failed = self._write({k: {} for k in chunk}, delete=extra)
+            deleted += len(chunk) - len(failed) + len(extra)
+            for key in chunk:
+                if key not in failed:
                     self.ipam.release(key)
             for key, exc in failed.items():
                 LOG.warning("pod %s: could not delete its stale port: %s", key, exc)
@@ -229,8 +270,8 @@ class PodController:
         #    fixed, current ones cost a comparison.
         for key in live:
             self.queue.add(key)
-        self.metrics.ports.set(len(self.applied))
-        return SyncReport(pods=len(pods), live=len(live), ports_found=len(snap.ports),
+        self.metrics.ports.set(len(rows.keys()))
+        return SyncReport(pods=len(pods), live=len(live), ports_found=len(ports),
                           stale_deleted=deleted)
 
     # -- the worker ------------------------------------------------------------------------------
@@ -268,29 +309,25 @@ class PodController:
                 plans[key] = self._plan(key)
             except Exception as exc:  # noqa: BLE001 -- per key: decided in _finish
                 failures[key] = exc
-        ops = [p.op for p in plans.values() if p.op is not None]
-        results, write_failures = self._write(ops) if ops else ({}, {})
+        batch = {key: p.desired for key, p in plans.items() if p.desired is not None}
+        written, write_failures = self._write(batch) if batch else ({}, {})
         failures.update(write_failures)
         annotate: list[tuple[str, Pod, PodPort]] = []
         for key, plan in plans.items():
             if key in failures:
                 continue
-            if isinstance(plan.op, Remove):
-                self.applied.pop(key, None)
+            if plan.desired == {}:
                 self.ipam.release(key)
-            elif isinstance(plan.op, Ensure):
-                written = results.get(key)
-                if written is None:
-                    failures[key] = RuntimeError("port not written")
-                    continue
-                self.applied[key] = written
+            elif plan.desired and key not in written:
+                failures[key] = RuntimeError("port not written")
+                continue
             if plan.annotate is not None and plan.pod is not None:
                 annotate.append((key, plan.pod, plan.annotate))
             else:
                 self._finish(key, None)
         for key, exc in failures.items():
             self._finish(key, exc)
-        self.metrics.ports.set(len(self.applied))
+        self.metrics.ports.set(len(self._engine().keys()))
         for key, pod, port in annotate:
             try:
                 future = self._pool.submit(self._annotate, pod, port)
@@ -299,20 +336,20 @@ class PodController:
                 continue
             future.add_done_callback(lambda f, k=key: self._finish(k, _outcome(f)))
         self.metrics.reconcile.observe(time.monotonic() - t0, resource=RESOURCE)
-        if ops:
+        if batch:
             LOG.debug("pods: batch of %d keys: %d NB changes, %d annotations, %d failed",
-                      len(keys), len(ops), len(annotate), len(failures))
+                      len(keys), len(batch), len(annotate), len(failures))
 
     def _plan(self, key: str) -> _Plan:
         with self._lock:
             pod = self.store.get(key)
-        applied = self.applied.get(key)
+        rows = self._engine()
         if pod is None or not pod.wants_port:
             self._unwait(key)
-            if applied is None:
+            if not rows.get(key):
                 self.ipam.release(key)
-                return _Plan(op=None)
-            return _Plan(op=Remove(key, applied.name, applied))
+                return _Plan(desired=None)
+            return _Plan(desired={})
         if pod.error:
             raise InvalidObject(pod.error)
         node = pod.node or ""
@@ -328,15 +365,16 @@ class PodController:
         else:
             ip = self.ipam.allocate(key, node)
         port = pod_port(pod, sw, ip)
-        op = None if applied is not None and applied.matches(port, sw.uuid) else \
-            Ensure(key, port, sw.uuid, applied)
-        return _Plan(op=op, pod=pod, annotate=None if annotation_current(pod, port) else port)
+        row = port_row(port)
+        desired: Desired = {(row.table, row.id): row}
+        return _Plan(desired=None if rows.unchanged(key, desired) else desired, pod=pod,
+                     annotate=None if annotation_current(pod, port) else port)
 
     def _switch(self, node: str) -> NodeSwitch:
         sw = self._switches.get(node)
         if sw is not None:
             return sw
-        found = find_node_switch(self.nb, node)
+        found = self._engine().read(lambda tables: _read_switches(tables, node)).get(node)
         if found is None:
             raise NodeNotReady(node)
         sw, foreign = found
@@ -351,15 +389,17 @@ class PodController:
             old = self._switches.pop(node, None)
             if old is None:
                 continue
-            found = find_node_switch(self.nb, node)
+            found = self._engine().read(lambda tables, n=node: _read_switches(tables, n)).get(node)
             if found is not None and found[0] == old:
                 self._switches[node] = old
                 continue
             # The switch went or changed: its ports went with it or must move; re-check its pods.
             LOG.info("pods: the switch of node %s changed in the NB; re-checking its pods", node)
             if found is None or found[0].uuid != old.uuid:
-                self.applied = {k: p for k, p in self.applied.items()
-                                if p.switch_uuid != old.uuid}
+                parent_id = SWITCH_ID_PREFIX + node
+                for key, applied in self._engine().items():
+                    if any(p.id == parent_id for a in applied.values() for p in a.parents):
+                        self._engine().forget(key)
             for key, pod in self.snapshot().items():
                 if pod.node == node:
                     self.queue.add(key)
@@ -369,34 +409,34 @@ class PodController:
             for keys in self._waiting.values():
                 keys.discard(key)
 
-    def _write(self, ops: Sequence[Op]) -> tuple[dict[str, NbPort | None],
-                                                 dict[str, BaseException]]:
-        """Commit `ops` in one transaction; on a transaction error, bisect to find the ops
-        that fail, so the others still commit. Returns (results, failures) per key."""
-        cmd = PodPortsCommand(self.nb, ops)
+    def _write(self, batch: dict[str, Desired], *, delete: Sequence[Applied] = ()) -> tuple[
+            dict[str, dict[Ident, Applied]], dict[str, BaseException]]:
+        """Commit `batch` in one transaction; on a transaction error, bisect to find the keys
+        that fail, so the others still commit. Returns (rows written, failures) per key."""
+        rows = self._engine()
         try:
-            with connection.transaction(self.nb, timeout=self.timeout) as txn:
-                txn.add(cmd)
+            outcome = rows.apply(batch, delete=delete, force=batch.keys())
         except Exception as exc:  # noqa: BLE001 -- classified below
             self.metrics.nb_txns.inc(result="error")
-            if len(ops) == 1 or not _is_txn_error(exc):
-                return {}, {op.key: exc for op in ops}
-            LOG.warning("pods: NB transaction of %d ports failed (%s); splitting it", len(ops),
+            keys = list(batch)
+            if len(keys) <= 1 or not _is_txn_error(exc):
+                return {}, {key: exc for key in keys}
+            LOG.warning("pods: NB transaction of %d ports failed (%s); splitting it", len(keys),
                         exc)
-            half = len(ops) // 2
-            r1, f1 = self._write(ops[:half])
-            r2, f2 = self._write(ops[half:])
-            return {**r1, **r2}, {**f1, **f2}
+            half = len(keys) // 2
+            w1, f1 = self._write({k: batch[k] for k in keys[:half]}, delete=delete)
+            w2, f2 = self._write({k: batch[k] for k in keys[half:]})
+            return {**w1, **w2}, {**f1, **f2}
         self.metrics.nb_txns.inc(result="ok")
-        failures: dict[str, BaseException] = {}
-        for key, reason in cmd.skipped.items():
-            failures[key] = InvalidObject(str(reason)) if isinstance(reason, PortTaken) \
-                else RuntimeError(str(reason))
-            if not isinstance(reason, PortTaken):
+        failures: dict[str, BaseException] = dict(outcome.errors)
+        for key, exc in outcome.errors.items():
+            if isinstance(exc, MissingParent):    # the node's switch is gone: wait for it
+                node = next((r.parent.id[len(SWITCH_ID_PREFIX):] for r in batch[key].values()
+                             if r.parent is not None), "")
                 with self._lock:
-                    self._dirty_nodes.add(next(op.port.node for op in ops
-                                               if op.key == key and isinstance(op, Ensure)))
-        return cmd.result, failures
+                    self._dirty_nodes.add(node)
+                failures[key] = NodeNotReady(node)
+        return outcome.written, failures
 
     def _annotate(self, pod: Pod, port: PodPort) -> BaseException | None:
         text = port.annotation.to_json()
@@ -463,11 +503,33 @@ class PodController:
 
     # -- introspection for tests and the benchmark ------------------------------------------------
     def keys_with_ports(self) -> Iterable[str]:
-        return list(self.applied)
+        return self._engine().keys() if self.rows is not None else []
 
     def address_of(self, key: str) -> ipaddress.IPv4Address | None:
         entry = self.ipam.get(key)
         return entry[1] if entry else None
+
+
+def _read_switches(tables: Any, node: str | None = None) -> dict[
+        str, tuple[NodeSwitch, list[ipaddress.IPv4Address]]]:
+    """Node switches (of one node, or all) with the addresses of their ports that are not pod
+    ports; of two switches of one node the lowest UUID wins. Runs inside KeyedRows.read."""
+    if node is None:
+        found = nb_read.rows(tables, LS, where=lambda _o, rid, _e: rid.startswith(SWITCH_ID_PREFIX),
+                             columns=SWITCH_COLUMNS)
+    else:
+        want = SWITCH_ID_PREFIX + node
+        found = [r for r in nb_read.by_name(tables, LS, naming.node_switch(node),
+                                            columns=SWITCH_COLUMNS) if r.id == want]
+    out: dict[str, tuple[NodeSwitch, list[ipaddress.IPv4Address]]] = {}
+    for row in found:
+        sw = node_switch(row)
+        if sw is None or sw.node in out:
+            continue
+        ports = nb_read.children(tables, row, "ports", columns=FOREIGN_PORT_COLUMNS,
+                                 where=is_foreign_port)
+        out[sw.node] = (sw, foreign_ips(ports))
+    return out
 
 
 def _outcome(future: Future[BaseException | None]) -> BaseException | None:

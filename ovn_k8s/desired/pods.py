@@ -12,11 +12,14 @@ IP keeps its annotated MAC: the CNI plugin has configured the pod with it.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ovn_k8s import ipam, naming
+from ovn_k8s.desired.topology import node_switch_id
 from ovn_k8s.errors import InvalidObject
 from ovn_k8s.model.kube import Pod, PodAnnotation
+from ovn_k8s.nb.model import ActualRow, Parent, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,7 @@ def annotation_current(pod: Pod, port: PodPort) -> bool:
     return pod.annotation == port.annotation and not pod.error
 
 
-def pod_key_from_port(name: str, external_ids: dict[str, str]) -> str | None:
+def pod_key_from_port(name: str, external_ids: Mapping[str, str]) -> str | None:
     """The pod key a logical switch port belongs to, or None if it is not a pod port.
 
     Ours carry owner pod:<ns>/<name>; the original tools' carry namespace=<ns> and pod=true
@@ -102,3 +105,78 @@ def pod_key_from_port(name: str, external_ids: dict[str, str]) -> str | None:
         if ns and name.startswith(ns + "_") and len(name) > len(ns) + 1:
             return f"{ns}/{name[len(ns) + 1:]}"
     return None
+
+
+# --- the port as an NB row, and what the pod controller reads back (pure) ---------------------
+LS, LSP = "Logical_Switch", "Logical_Switch_Port"
+PORT_COLUMNS = ("name", "addresses", "external_ids")         # the columns a pod port owns
+SWITCH_COLUMNS = ("other_config", "external_ids")
+FOREIGN_PORT_COLUMNS = ("addresses", "dynamic_addresses")
+SWITCH_ID_PREFIX = node_switch_id("")                          # "switch:"
+
+
+def port_row(port: PodPort) -> Row:
+    """The pod's Logical_Switch_Port, linked into its node's switch."""
+    ext = {k: v for k, v in port.external_ids if k not in (naming.OWNER_KEY, naming.ID_KEY)}
+    namespace, name = port.key.split("/", 1)
+    return Row(LSP, port.name, naming.owner_pod(namespace, name),
+               {"name": port.name, "addresses": port.addresses, "external_ids": ext},
+               parent=Parent(LS, node_switch_id(port.node), "ports"))
+
+
+def pod_key_of_row(table: str, rid: str, external_ids: Mapping[str, str]) -> str | None:
+    """For the engine's scan: the pod key of a Logical_Switch_Port, or None when it is not a
+    pod port (a port's id is its name: ours say so, the original tools' have no id)."""
+    if table != LSP:
+        return None
+    return pod_key_from_port(rid, external_ids)
+
+
+def is_foreign_port(owner: str, rid: str, external_ids: Mapping[str, str]) -> bool:
+    """A port on a node switch that is not a pod's (management port, router port, by hand):
+    its addresses are kept away from pods. For LSPs the id is the port name."""
+    return pod_key_from_port(rid, external_ids) is None
+
+
+def node_switch(row: ActualRow) -> NodeSwitch | None:
+    """A node's switch as the pod controller needs it, from an LS row `switch:<node>`."""
+    if not row.id.startswith(SWITCH_ID_PREFIX):
+        return None
+    node = row.id[len(SWITCH_ID_PREFIX):]
+    try:
+        subnet = ipaddress.IPv4Network(row.columns.get("other_config", {}).get("subnet", ""))
+    except ValueError:
+        return None
+    gateway = row.columns.get("external_ids", {}).get(naming.GATEWAY_IP_KEY, "").split("/")[0]
+    try:
+        gw = ipaddress.IPv4Address(gateway)
+    except ValueError:
+        gw = subnet.network_address + 1
+    return NodeSwitch(node=node, uuid=row.uuid, subnet=subnet, gateway_ip=gw)
+
+
+def addresses_ips(addresses: Iterable[str] | None) -> Iterator[ipaddress.IPv4Address]:
+    """IPv4 addresses in an LSP `addresses`/`dynamic_addresses` value ("MAC IP [IP...]")."""
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    for entry in addresses or ():
+        for token in str(entry).split()[1:]:
+            try:
+                ip = ipaddress.ip_address(token.split("/")[0])
+            except ValueError:
+                continue
+            if ip.version == 4:
+                yield ip
+
+
+def foreign_ips(ports: Iterable[ActualRow]) -> list[ipaddress.IPv4Address]:
+    out: list[ipaddress.IPv4Address] = []
+    for port in ports:
+        out.extend(addresses_ips(port.columns.get("addresses")))
+        out.extend(addresses_ips(port.columns.get("dynamic_addresses")))
+    return out
+
+
+def row_ip(row: Row) -> ipaddress.IPv4Address | None:
+    """The address a pod port row holds."""
+    return next(addresses_ips(row.columns.get("addresses")), None)

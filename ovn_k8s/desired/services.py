@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ovn_k8s import naming
 from ovn_k8s.desired.topology import gateway_router_id
 from ovn_k8s.model.kube import Service, ServiceBackends
-from ovn_k8s.nb.model import Parent, Row
+from ovn_k8s.nb.model import ActualRow, Parent, Row
 
+LOG = logging.getLogger(__name__)
 LB, LBG, LR, CTV = "Load_Balancer", "Load_Balancer_Group", "Logical_Router", "Chassis_Template_Var"
 OVN_MAX_AFFINITY_TIMEOUT = 65535   # OVN's limit for options:affinity_timeout (Kubernetes: 86400)
 
@@ -181,3 +183,26 @@ def template_var_rows(gateways: Sequence[Gateway], *,
         "chassis": chassis,
         "variables": {naming.NODEIP_TEMPLATE_VAR: gw.physical_ip},
         "external_ids": {naming.NODE_KEY: gw.node}}) for chassis, gw in sorted(by_chassis.items())]
+
+
+def gateways_from_rows(routers: Iterable[ActualRow]) -> tuple[Gateway, ...]:
+    """Gateway routers made by gateway-init (owner gateway:<node>) that can serve NodePorts:
+    options:chassis and external_ids:physical_ip set, the latter an IP address. Sorted by node."""
+    prefix = naming.owner_gateway("")
+    found = []
+    for row in routers:
+        ext = row.columns.get("external_ids", {})
+        owner = row.owner or ""
+        chassis = row.columns.get("options", {}).get("chassis")
+        ip = ext.get(naming.PHYSICAL_IP_KEY)
+        if not owner.startswith(prefix) or not chassis or not ip or naming.ID_KEY not in ext:
+            continue
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            LOG.warning("gateway router %s: physical_ip %r is not an IP address; ignored",
+                        row.columns.get("name"), ip)
+            continue
+        found.append(Gateway(node=ext.get(naming.NODE_KEY) or owner[len(prefix):],
+                             chassis=chassis, physical_ip=ip, router_id=ext[naming.ID_KEY]))
+    return tuple(sorted(found, key=lambda g: g.node))

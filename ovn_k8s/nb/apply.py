@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ovsdbapp.backend.ovs_idl import command as ovs_command
 
 from ovn_k8s import naming
 from ovn_k8s.errors import NotReadyError
-from ovn_k8s.nb.model import CHILD_TABLES, NAMED_TABLES, NO_EXTERNAL_IDS, PARENT_COLUMNS, ActualRow, Parent, Ref, Row
+from ovn_k8s.nb import write
+from ovn_k8s.nb.model import (
+    CHILD_TABLES,
+    PARENT_COLUMNS,
+    ActualRow,
+    Parent,
+    Ref,
+    Row,
+    row_id,
+    row_owner,
+)
 from ovn_k8s.nb.plan import Plan, plan_rows
 
 LOG = logging.getLogger(__name__)
@@ -26,21 +36,6 @@ OWNERSHIP_KEYS = (naming.OWNER_KEY, naming.ID_KEY)
 MANAGED_TABLES = ("Load_Balancer_Group", "Load_Balancer", "Logical_Router", "Logical_Switch",
                   "Logical_Router_Port", "Logical_Switch_Port", "Logical_Router_Static_Route",
                   "NAT", "ACL", "Chassis_Template_Var")
-
-
-def _row_id(table: str, row: Any) -> str | None:
-    if table in NO_EXTERNAL_IDS:
-        return row.name
-    rid = row.external_ids.get(naming.ID_KEY)
-    if rid is None and table in NAMED_TABLES:
-        return row.name  # not ours yet, but adoptable by its unique name
-    return rid
-
-
-def _row_owner(table: str, row: Any) -> str | None:
-    if table == "Load_Balancer_Group":
-        return naming.OWNER_CLUSTER if row.name in naming.LB_GROUPS else None
-    return row.external_ids.get(naming.OWNER_KEY)
 
 
 class NbView:
@@ -56,7 +51,7 @@ class NbView:
             if table not in idl.tables:
                 continue
             for row in idl.tables[table].rows.values():
-                rid = _row_id(table, row)
+                rid = row_id(table, row)
                 if rid is not None:
                     self._by_id.setdefault((table, rid), []).append(row)
                     self._ident[row.uuid] = (table, rid)
@@ -81,8 +76,8 @@ class NbView:
         for (tbl, _), rows in self._by_id.items():
             if tbl != table:
                 continue
-            out.extend(r for r in rows if (_row_owner(table, r) or "").startswith(owner_prefix)
-                       and _row_owner(table, r) is not None)
+            out.extend(r for r in rows if (row_owner(table, r) or "").startswith(owner_prefix)
+                       and row_owner(table, r) is not None)
         return sorted(out, key=lambda r: str(r.uuid))
 
     def holders(self, child_uuid: Any) -> list[tuple[Any, str]]:
@@ -98,7 +93,7 @@ class NbView:
         values: dict[str, Any] = {}
         for col in columns:
             values[col] = self._plain(getattr(row, col), col == "external_ids")
-        return ActualRow(table=table, id=self._ident[row.uuid][1], owner=_row_owner(table, row),
+        return ActualRow(table=table, id=self._ident[row.uuid][1], owner=row_owner(table, row),
                          uuid=str(row.uuid), columns=values, parent=self._parent.get(row.uuid))
 
     def _plain(self, value: Any, strip_owner: bool) -> Any:
@@ -141,10 +136,10 @@ class ApplyCommand(ovs_command.BaseCommand):
             if table not in self.api.idl.tables:
                 continue
             for row in self.api.idl.tables[table].rows.values():
-                rid = _row_id(table, row)
+                rid = row_id(table, row)
                 if rid is None:
                     continue
-                if _row_owner(table, row) in self.scopes or (table, rid) in wanted_ids:
+                if row_owner(table, row) in self.scopes or (table, rid) in wanted_ids:
                     actual.append(view.actual(table, row, columns_of.get((table, rid), ())))
         plan = plan_rows(desired, actual)
         self.result = plan
@@ -179,28 +174,6 @@ class ScopedApplyCommand(ApplyCommand):
         return rows
 
 
-def _resolve(value: Any, lookup: Callable[[Ref], Any]) -> Any:
-    if isinstance(value, Ref):
-        return lookup(value)
-    if isinstance(value, Mapping):
-        return {k: _resolve(v, lookup) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_resolve(v, lookup) for v in value]
-    return value
-
-
-def _column_value(table: Any, column: str, value: Any) -> Any:
-    """Python-ovs wants optional scalars as lists and sets as lists."""
-    ctype = table.columns[column].type
-    if ctype.is_map():
-        return dict(value or {})
-    if ctype.is_set() or ctype.is_optional():
-        if value is None:
-            return []
-        return list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
-    return value
-
-
 def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
     idl = api.idl
     created: dict[tuple[str, str], Any] = {}
@@ -212,9 +185,6 @@ def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
             raise NotReadyError(f"{ref.table} {ref.id!r} does not exist in the NB "
                                 "(has master-init run?)")
         return row
-
-    def ownership(row: Row) -> dict[str, str]:
-        return {naming.OWNER_KEY: row.owner, naming.ID_KEY: row.id}
 
     def link(child: Any, parent: Parent) -> None:
         key = (parent.table, parent.id)
@@ -228,28 +198,15 @@ def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
     for row in plan.create:
         irow = created[(row.table, row.id)]
         table = idl.tables[row.table]
-        for col, val in row.columns.items():
-            if col == "external_ids":
-                continue
-            setattr(irow, col, _column_value(table, col, _resolve(val, lookup)))
-        if row.table not in NO_EXTERNAL_IDS:
-            irow.external_ids = {**row.columns.get("external_ids", {}), **ownership(row)}
+        for col, val in write.desired_columns(row, lookup).items():
+            setattr(irow, col, write.column_value(table, col, val))
         if row.parent is not None:
             link(irow, row.parent)
         LOG.debug("create %s %s", row.table, row.id)
     for upd in plan.update:
         table = idl.tables[upd.desired.table]
         irow = table.rows[uuidlib.UUID(upd.actual.uuid)]
-        for col, val in upd.columns.items():
-            if col == "external_ids":
-                continue
-            setattr(irow, col, _column_value(table, col, _resolve(val, lookup)))
-        if upd.desired.table not in NO_EXTERNAL_IDS:
-            if "external_ids" in upd.desired.columns:
-                irow.external_ids = {**upd.desired.columns["external_ids"], **ownership(upd.desired)}
-            else:
-                for key, value in ownership(upd.desired).items():
-                    irow.setkey("external_ids", key, value)
+        write.update(irow, table, upd.desired, lookup, columns=upd.columns)
         if upd.relink:
             for holder, column in view.holders(irow.uuid):
                 holder.delvalue(column, irow)

@@ -5,6 +5,12 @@ Traps handled here (style-and-architecture.md §3):
 - V6: transactions default to check_error=False; ours always raise.
 - python-ovs retries a dead remote forever: we probe the socket first so an unreachable server is
   one clear error after a short wait, not a hang.
+
+The IDL is ovsdbapp's, subclassed (`_Idl`) to use two hooks python-ovs documents for
+subclasses: `notify` (row changes, for `watch_rows`) and `cooperative_yield`. Connection and
+lock state are read here and nowhere else (`connected`, `session_seqno`, `lock_state`); the
+one private attribute read, python-ovs' `Idl._session`, is pinned by
+tests/unit/test_library_contracts.py to the versions setup.py allows.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ import logging
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ovn_k8s import naming
 from ovn_k8s.errors import ConfigError, ConnectionFailed
 
 LOG = logging.getLogger(__name__)
@@ -93,6 +100,100 @@ def _vlog_to_logging() -> None:
     vlog.use_python_logger(max_level=vlog.INFO)
 
 
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    """A row of a watched table changed in the NB (plain data, for controllers)."""
+
+    event: str                       # "create", "update" or "delete"
+    table: str
+    id: str                          # external_ids ovn-k8s/id ("" when the row has none)
+    owner: str                       # external_ids ovn-k8s/owner ("" when none)
+    changed: frozenset[str] | None   # updates: which of the watched columns changed
+
+
+# table -> the columns whose update matters (an update touching none of them is not reported)
+Watch = Mapping[str, frozenset[str]]
+
+
+def _idl_class() -> type:
+    from ovsdbapp.backend.ovs_idl import connection
+
+    class _Idl(connection.OvsdbIdl):  # type: ignore[misc]
+        """ovsdbapp's IDL plus python-ovs' documented subclass hooks."""
+
+        watch: Watch = {}
+        on_change: Callable[[RowChange], None] | None = None
+
+        def notify(self, event: str, row: Any, updates: Any = None) -> None:
+            super().notify(event, row, updates)
+            callback, watch = self.on_change, self.watch
+            if callback is None:
+                return
+            try:
+                table = row._table.name
+                columns = watch.get(table)
+                if columns is None:
+                    return
+                changed = None
+                if event == "update" and updates is not None:
+                    # `updates` holds the old values of the changed columns only (python-ovs
+                    # Idl.notify); only the watched ones are tested, never a big `ports` set.
+                    changed = frozenset(c for c in columns if hasattr(updates, c))
+                    if not changed:
+                        return
+                ext = getattr(row, "external_ids", {}) or {}
+                callback(RowChange(event, table, ext.get(naming.ID_KEY, ""),
+                                   ext.get(naming.OWNER_KEY, ""), changed))
+            except Exception:  # noqa: BLE001 -- never break the IDL thread
+                LOG.exception("NB notification")
+
+        def cooperative_yield(self) -> None:
+            # NOTE(performance): ovsdbapp's IDL yields with time.sleep(0) for every row of an
+            # update, for eventlet. With native threads that is a GIL hand-off per row, which
+            # slowed our 500-port transactions by half; Python switches threads anyway.
+            return None
+
+    return _Idl
+
+
+def watch_rows(api: Any, watch: Watch, callback: Callable[[RowChange], None]) -> None:
+    """Call `callback` (in the IDL thread: keep it short) for changes of the watched tables."""
+    idl = api.idl
+    idl.watch = dict(watch)
+    idl.on_change = callback
+
+
+def set_lock(api: Any, name: str) -> None:
+    """Ask the server for the OVSDB lock `name` (two watchers: one active, one standby)."""
+    with api.ovsdb_connection.lock:
+        api.idl.set_lock(name)
+
+
+def lock_state(api: Any) -> tuple[bool, bool]:
+    """(we hold the lock, another client holds it)."""
+    return bool(api.idl.has_lock), bool(api.idl.is_lock_contended)
+
+
+def connected(api: Any) -> bool:
+    """The session to the server is up (False during a reconnect)."""
+    try:
+        return bool(api.idl._session.is_connected())
+    except AttributeError:
+        return False
+
+
+def monitoring(api: Any) -> bool:
+    """Connected, and the replica is being kept up to date."""
+    idl = api.idl
+    return connected(api) and idl.state == idl.IDL_S_MONITORING
+
+
+def session_seqno(api: Any) -> int:
+    """Changes on every (re)connection of the session: a new value means the NB may have
+    changed (or been restored) while we were away."""
+    return int(api.idl._session.get_seqno())
+
+
 def _api_class(base: type) -> type:
     # V1: a fresh subclass per connection, with its own (unset) connection slot.
     return type(f"{base.__name__}Conn", (base,), {"_ovsdb_connection": None})
@@ -124,7 +225,8 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
                 helper.register_table(table)
         else:
             helper.register_all()
-        idl = connection.OvsdbIdl(remote, helper, leader_only=False)
+        idl_class = _idl_class() if schema == "OVN_Northbound" else connection.OvsdbIdl
+        idl = idl_class(remote, helper, leader_only=False)
         conn = connection.Connection(idl, timeout=timeout)
         return _api_class(base)(conn)
     except ConnectionFailed:

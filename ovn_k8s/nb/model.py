@@ -11,9 +11,11 @@ conflict.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ovn_k8s import naming
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -74,3 +76,63 @@ PARENT_COLUMNS = {
 TABLE_ORDER = ("Load_Balancer_Group", "Load_Balancer", "Logical_Router", "Logical_Switch",
                "Logical_Router_Port", "Logical_Switch_Port", "Logical_Router_Static_Route", "NAT",
                "ACL", "Chassis_Template_Var")
+
+
+# -- identity and plain values of IDL rows (duck-typed: python-ovs rows, no import needed) ------
+def row_id(table: str, row: Any) -> str | None:
+    """A row's identity: external_ids ovn-k8s/id; the unique name where the table has one and
+    the row has no id yet (made by the original tools: adoptable); None: not an identity."""
+    if table in NO_EXTERNAL_IDS:
+        return row.name
+    rid = row.external_ids.get(naming.ID_KEY)
+    if rid is None and table in NAMED_TABLES:
+        return row.name
+    return rid
+
+
+def identity(table: str, row: Any) -> tuple[str | None, str | None, Mapping[str, str]]:
+    """(id, owner, external_ids) of an IDL row, reading external_ids once (python-ovs converts
+    a column to Python on every access)."""
+    if table in NO_EXTERNAL_IDS:
+        return row.name, (naming.OWNER_CLUSTER if row.name in naming.LB_GROUPS else None), {}
+    ext = row.external_ids
+    rid = ext.get(naming.ID_KEY)
+    if rid is None and table in NAMED_TABLES:
+        rid = row.name
+    return rid, ext.get(naming.OWNER_KEY), ext
+
+
+def row_owner(table: str, row: Any) -> str | None:
+    if table in NO_EXTERNAL_IDS:
+        return naming.OWNER_CLUSTER if row.name in naming.LB_GROUPS else None
+    return row.external_ids.get(naming.OWNER_KEY)
+
+
+def plain(table: Any, row: Any, columns: Iterable[str], *, strip_owner: bool = False,
+          external_ids: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Columns in the builders' form: maps as dicts, optional scalars as value-or-None, sets
+    as sorted lists, references as the referenced row's UUID string. `strip_owner` leaves
+    our two ownership keys out of external_ids (the builders never list them);
+    `external_ids` is that column when the caller has read it already."""
+    out: dict[str, Any] = {}
+    for col in columns:
+        value = external_ids if col == "external_ids" and external_ids is not None else getattr(row, col)
+        ctype = table.columns[col].type
+        if ctype.is_map():
+            value = {k: _scalar(v) for k, v in value.items()}
+            if strip_owner and col == "external_ids":
+                value.pop(naming.OWNER_KEY, None)
+                value.pop(naming.ID_KEY, None)
+        elif ctype.is_optional():
+            value = _scalar(value[0]) if value else None
+        elif isinstance(value, list):
+            value = sorted((_scalar(v) for v in value), key=str)
+        else:
+            value = _scalar(value)
+        out[col] = value
+    return out
+
+
+def _scalar(value: Any) -> Any:
+    uuid = getattr(value, "uuid", None)
+    return str(uuid) if uuid is not None and not isinstance(value, str) else value

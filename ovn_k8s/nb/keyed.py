@@ -1,0 +1,428 @@
+"""The cached, batched, per-key mode of the NB engine (the watcher's pods and services).
+
+    controller key ("ns/name") --desired rows (pure builders)--> KeyedRows.apply(batch)
+        --compare with the applied cache (no NB read)--> changed keys only
+        --KeyedApplyCommand: ONE transaction for the batch--> cache updated after commit
+
+`apply.ApplyCommand` scans whole tables to plan, which suits the topology commands and a
+start-up repair but costs O(all rows) per transaction. Here the engine remembers, per key,
+the rows it last wrote (or found at start-up) with their UUIDs and the parents that hold
+them, so an unchanged key costs a dict comparison and a changed key costs one lookup by UUID
+per row. Rows are written by `nb.write` (the same column writer as the full scan), children
+are linked into and out of their parents by set mutation (addvalue/delvalue), so concurrent
+writers of sibling rows never conflict and parents are never rewritten.
+
+A key fails alone: a row whose parent is missing (`MissingParent`) or whose unique name is
+held by another owner (`RowTaken`) fails its key before anything of that key is written, and
+the rest of the batch commits. ovsdbapp re-runs `run_idl` on TRY_AGAIN against fresh IDL
+state, so every decision that depends on the NB is taken there, and the cache is changed
+only after the commit succeeded.
+
+Identity is (table, external_ids:ovn-k8s/id), as in the full scan (V4: names are not unique).
+`scan` seeds the cache from the NB: it reports each key's rows and the duplicates to delete.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid as uuidlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovsdbapp.backend.ovs_idl import command as ovs_command
+from ovsdbapp.backend.ovs_idl import idlutils
+
+from ovn_k8s.errors import InvalidObject, NotReadyError
+from ovn_k8s.nb import write
+from ovn_k8s.nb.connection import transaction
+from ovn_k8s.nb.model import (
+    CHILD_TABLES,
+    NAMED_TABLES,
+    Parent,
+    Row,
+    identity,
+    plain,
+    row_id,
+    row_owner,
+)
+from ovn_k8s.nb.plan import normalize
+
+LOG = logging.getLogger(__name__)
+Ident = tuple[str, str]                       # (table, ovn-k8s/id)
+# (table, id, external_ids) -> the controller key a row belongs to, or None: not this scan's
+KeyOf = Callable[[str, str, Mapping[str, str]], "str | None"]
+
+# Which parent columns may hold a row of each table (for unlinking and for the scan).
+LINKS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Logical_Switch_Port": (("Logical_Switch", "ports"),),
+    "Logical_Router_Port": (("Logical_Router", "ports"),),
+    "Logical_Router_Static_Route": (("Logical_Router", "static_routes"),),
+    "NAT": (("Logical_Router", "nat"),),
+    "ACL": (("Logical_Switch", "acls"), ("Port_Group", "acls")),
+    "Load_Balancer": (("Load_Balancer_Group", "load_balancer"), ("Logical_Router", "load_balancer"),
+                      ("Logical_Switch", "load_balancer")),
+}
+
+
+class MissingParent(NotReadyError):
+    """The parent a row must be linked into does not exist (yet)."""
+
+
+class RowTaken(InvalidObject):
+    """A row with the same unique name exists and belongs to another owner of ours."""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A row as the NB holds it: as we last wrote it, or as `scan` found it."""
+
+    row: Row
+    uuid: str
+    parents: frozenset[Parent] = frozenset()
+
+
+@dataclass(slots=True)
+class Change:
+    """Make the rows of one key equal `desired`; `existing` is what we believe is there."""
+
+    key: str
+    desired: dict[Ident, Row]
+    existing: dict[Ident, Applied]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one `apply` did: per key, the rows now in the NB, or the error that failed it."""
+
+    written: dict[str, dict[Ident, Applied]] = field(default_factory=dict)
+    errors: dict[str, Exception] = field(default_factory=dict)
+    wrote: bool = False          # a transaction with changes was committed
+
+
+@dataclass(slots=True)
+class ScanResult:
+    found: dict[str, dict[Ident, Applied]] = field(default_factory=dict)
+    duplicates: list[tuple[str, Applied]] = field(default_factory=list)   # extra rows of an identity
+
+
+def rows_by_ident(rows: Iterable[Row]) -> dict[Ident, Row]:
+    return {(r.table, r.id): r for r in rows}
+
+
+def same(desired: Mapping[Ident, Row], existing: Mapping[Ident, Applied]) -> bool:
+    """True when the NB already holds exactly the desired rows (by the applied cache)."""
+    if desired.keys() != existing.keys():
+        return False
+    for ident, row in desired.items():
+        app = existing[ident]
+        if app.row is row:
+            continue
+        if app.row.owner != row.owner or app.parents != _parents_of(row):
+            return False
+        if app.row.columns.keys() != row.columns.keys() or any(
+                normalize(v) != normalize(app.row.columns[c]) for c, v in row.columns.items()):
+            return False
+    return True
+
+
+def _parents_of(row: Row) -> frozenset[Parent]:
+    return frozenset((row.parent,)) if row.parent is not None else frozenset()
+
+
+class _ParentIndex:
+    """Parent rows of one run, looked up by identity: one pass over a parent table, at most."""
+
+    def __init__(self, tables: Any) -> None:
+        self._tables = tables
+        self._index: dict[str, dict[str, Any]] = {}
+
+    def get(self, table: str, rid: str) -> Any | None:
+        index = self._index.get(table)
+        if index is None:
+            index = self._index[table] = {}
+            for row in sorted(self._tables[table].rows.values(), key=lambda r: str(r.uuid)):
+                pid = row_id(table, row)
+                if pid is not None and row_owner(table, row) is not None:
+                    index.setdefault(pid, row)      # duplicates: the lowest UUID, as the scan
+        return index.get(rid)
+
+    def ours(self, table: str, row: Any) -> Parent | None:
+        pid = row_id(table, row)
+        return Parent(table, pid, "") if pid is not None and row_owner(table, row) else None
+
+
+def _unique_match(table: Any, row: Row) -> Any | None:
+    """An existing row with the same unique name (the only way a second row cannot be made)."""
+    if row.table not in NAMED_TABLES or "name" not in row.columns:
+        return None
+    name = row.columns["name"]
+    try:
+        return next(idlutils.index_lookup_all(table, name=name), None)
+    except KeyError:                          # no index registered: scan
+        return next((r for r in table.rows.values() if r.name == name), None)
+
+
+class KeyedApplyCommand(ovs_command.BaseCommand):
+    """Write the changes of a batch of keys in the enclosing transaction.
+
+    After commit, `outcome.written[key]` holds each changed key's rows with their real UUIDs
+    and `outcome.errors[key]` the reason a key was left as it was.
+    """
+
+    def __init__(self, api: Any, changes: Iterable[Change],
+                 delete: Iterable[Applied] = ()) -> None:
+        super().__init__(api)
+        self.changes = list(changes)
+        self.delete = list(delete)
+        self.outcome = Outcome()
+        self._inserted: dict[tuple[str, Ident], Any] = {}
+
+    def __str__(self) -> str:
+        return f"KeyedApplyCommand({len(self.changes)} keys, {len(self.delete)} deletions)"
+
+    def run_idl(self, txn: Any) -> None:
+        tables = self.api.tables
+        self.outcome = Outcome()
+        self._inserted = {}
+        parents = _ParentIndex(tables)
+        for change in self.changes:
+            try:
+                targets = self._check(tables, parents, change)
+            except (MissingParent, RowTaken) as exc:
+                self.outcome.errors[change.key] = exc
+                continue
+            written: dict[Ident, Applied] = {}
+            for ident, row in change.desired.items():
+                written[ident] = self._ensure(txn, tables, parents, change, row, targets[ident])
+            for ident, applied in change.existing.items():
+                if ident not in change.desired:
+                    self._delete(tables, parents, applied)
+            self.outcome.written[change.key] = written
+        for applied in self.delete:
+            self._delete(tables, parents, applied)
+
+    # -- per key: every check before any write, so a failing key writes nothing ---------------
+    def _check(self, tables: Any, parents: _ParentIndex, change: Change) -> dict[Ident, Any]:
+        targets: dict[Ident, Any] = {}
+        for ident, row in change.desired.items():
+            if row.parent is not None and parents.get(row.parent.table, row.parent.id) is None:
+                raise MissingParent(f"{row.parent.table} {row.parent.id!r} does not exist in "
+                                    f"the NB (needed by {row.table} {row.id})")
+            table = tables[row.table]
+            applied = change.existing.get(ident)
+            irow = table.rows.get(uuidlib.UUID(applied.uuid)) if applied is not None else None
+            if irow is None:
+                irow = _unique_match(table, row)
+                if irow is not None:
+                    owner = row_owner(row.table, irow)
+                    if owner and owner != row.owner:
+                        raise RowTaken(f"{row.table} {row.columns.get('name')} exists and "
+                                       f"belongs to {owner}")
+            targets[ident] = irow
+        return targets
+
+    def _ensure(self, txn: Any, tables: Any, parents: _ParentIndex, change: Change, row: Row,
+                irow: Any | None) -> Applied:
+        table = tables[row.table]
+        want = parents.get(row.parent.table, row.parent.id) if row.parent is not None else None
+        if irow is None:
+            irow = write.insert(txn, table, row)
+            if want is not None:
+                want.addvalue(row.parent.column, irow)
+            self._inserted[(change.key, (row.table, row.id))] = irow
+            self.outcome.wrote = True
+            LOG.debug("%s: create %s %s", change.key, row.table, row.id)
+            return Applied(row, str(irow.uuid), _parents_of(row))
+        if write.update(irow, table, row):
+            self.outcome.wrote = True
+        applied = change.existing.get((row.table, row.id))
+        holders = self._holders(tables, parents, row.table, irow, applied)
+        for holder, column in holders:
+            if want is None or holder.uuid != want.uuid:
+                holder.delvalue(column, irow)
+                self.outcome.wrote = True
+        if want is not None and not any(h.uuid == want.uuid for h, _ in holders):
+            want.addvalue(row.parent.column, irow)
+            self.outcome.wrote = True
+        return Applied(row, str(irow.uuid), _parents_of(row))
+
+    def _holders(self, tables: Any, parents: _ParentIndex, table: str, irow: Any,
+                 applied: Applied | None) -> list[tuple[Any, str]]:
+        """Our parents that hold the row now: from the cache when it is right, else a scan."""
+        if applied is not None and applied.uuid == str(irow.uuid):
+            found = []
+            for parent in applied.parents:
+                prow = parents.get(parent.table, parent.id)
+                if prow is None or not write.holds(prow, parent.column, irow.uuid):
+                    break
+                found.append((prow, parent.column))
+            else:
+                return found
+        out = []
+        for ptable, column in LINKS.get(table, ()):
+            if ptable not in tables:
+                continue
+            for prow in tables[ptable].rows.values():
+                if parents.ours(ptable, prow) is not None and write.holds(prow, column, irow.uuid):
+                    out.append((prow, column))
+        return out
+
+    def _delete(self, tables: Any, parents: _ParentIndex, applied: Applied) -> None:
+        table = applied.row.table
+        irow = tables[table].rows.get(uuidlib.UUID(applied.uuid))
+        if irow is None:
+            return
+        if table in CHILD_TABLES:         # strong references: unlink before deleting
+            for holder, column in self._holders(tables, parents, table, irow, applied):
+                holder.delvalue(column, irow)
+        irow.delete()                      # weak references (load balancers) go with it
+        self.outcome.wrote = True
+        LOG.debug("delete %s %s", table, applied.row.id)
+
+    def post_commit(self, txn: Any) -> None:
+        for (key, ident), irow in self._inserted.items():
+            real = txn.get_insert_uuid(irow.uuid)
+            if real is not None:
+                old = self.outcome.written[key][ident]
+                self.outcome.written[key][ident] = Applied(old.row, str(real), old.parents)
+
+
+class _ScanCommand(ovs_command.ReadOnlyCommand):
+    def __init__(self, api: Any, fn: Callable[[Any], Any]) -> None:
+        super().__init__(api)
+        self.fn = fn
+
+    def run_idl(self, txn: Any) -> None:
+        self.result = self.fn(self.api.tables)
+
+
+def scan_tables(tables: Any, *, key_of: KeyOf, columns: Mapping[str, Iterable[str]]) -> ScanResult:
+    """Every row of `columns`' tables that `key_of` assigns to a key, in the plain form of
+    `Row`, with our parents that hold it. Of two rows of one identity the lowest UUID is kept
+    and the other reported as a duplicate."""
+    result = ScanResult()
+    holders: dict[Any, set[Parent]] = {}
+    index = _ParentIndex(tables)
+    for table in columns:
+        for ptable, column in LINKS.get(table, ()):
+            if ptable not in tables:
+                continue
+            for prow in tables[ptable].rows.values():
+                parent = index.ours(ptable, prow)
+                if parent is None:
+                    continue
+                parent = Parent(ptable, parent.id, column)
+                for child in getattr(prow, column):
+                    holders.setdefault(child.uuid, set()).add(parent)
+    for table, cols in columns.items():
+        cols = tuple(cols)
+        schema = tables[table]
+        for irow in schema.rows.values():
+            rid, owner, ext = identity(table, irow)
+            if rid is None:
+                continue
+            key = key_of(table, rid, ext)
+            if key is None:
+                continue
+            parents = frozenset(holders.get(irow.uuid, ()))
+            row = Row(table, rid, owner or "", plain(schema, irow, cols, strip_owner=True, external_ids=ext),
+                      parent=next(iter(parents)) if len(parents) == 1 else None)
+            applied = Applied(row, str(irow.uuid), parents)
+            per_key = result.found.setdefault(key, {})
+            other = per_key.get((table, rid))
+            if other is None:
+                per_key[(table, rid)] = applied
+            elif uuidlib.UUID(other.uuid) < irow.uuid:     # the lowest UUID is kept
+                result.duplicates.append((key, applied))
+            else:
+                per_key[(table, rid)] = applied
+                result.duplicates.append((key, other))
+    return result
+
+
+class KeyedRows:
+    """The applied cache and the one way the watcher's controllers write the NB.
+
+    Thread-safe: calls are serialised.
+    """
+
+    def __init__(self, api: Any, *, timeout: float = 30.0) -> None:
+        self.api = api
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        self._applied: dict[str, dict[Ident, Applied]] = {}
+        self.transactions = 0                 # committed transactions that wrote something
+
+    # -- the cache -----------------------------------------------------------------------------
+    def get(self, key: str) -> dict[Ident, Applied]:
+        with self._lock:
+            return dict(self._applied.get(key, {}))
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._applied)
+
+    def items(self) -> list[tuple[str, dict[Ident, Applied]]]:
+        with self._lock:
+            return [(k, dict(v)) for k, v in self._applied.items()]
+
+    def seed(self, found: Mapping[str, Mapping[Ident, Applied]], *, replace: bool = True) -> None:
+        with self._lock:
+            if replace:
+                self._applied = {}
+            for key, rows in found.items():
+                if rows:
+                    self._applied[key] = dict(rows)
+                else:
+                    self._applied.pop(key, None)
+
+    def forget(self, key: str) -> None:
+        """The NB changed behind the cache's back: the next apply of the key re-checks it."""
+        with self._lock:
+            self._applied.pop(key, None)
+
+    def unchanged(self, key: str, desired: Mapping[Ident, Row]) -> bool:
+        with self._lock:
+            return same(desired, self._applied.get(key, {}))
+
+    # -- NB access -----------------------------------------------------------------------------
+    def scan(self, *, key_of: KeyOf, columns: Mapping[str, Iterable[str]]) -> ScanResult:
+        """Read what we own (see `scan_tables`), in the connection's thread."""
+        cols = {t: tuple(c) for t, c in columns.items()}
+        return self.read(lambda tables: scan_tables(tables, key_of=key_of, columns=cols))
+
+    def read(self, fn: Callable[[Any], Any]) -> Any:
+        """Run a pure read `fn(tables)` against the IDL, consistently, in its own thread."""
+        cmd = _ScanCommand(self.api, fn)
+        cmd.execute(check_error=True, log_errors=False)
+        return cmd.result
+
+    def apply(self, desired: Mapping[str, Mapping[Ident, Row]], *,
+              delete: Iterable[Applied] = (), force: Iterable[str] = ()) -> Outcome:
+        """Make each key's rows equal its desired rows (an empty mapping deletes them), in ONE
+        transaction for the batch; keys whose rows equal the cache are skipped (no write at
+        all when nothing changed), unless listed in `force`. `delete` names extra rows to
+        remove (duplicates, rows of keys that are gone). Raises on a transaction failure (the
+        caller retries or splits the batch); per-key failures are in `Outcome.errors`."""
+        forced = set(force)
+        with self._lock:
+            changes = [Change(key, dict(rows), dict(self._applied.get(key, {})))
+                       for key, rows in desired.items()
+                       if key in forced or not same(rows, self._applied.get(key, {}))]
+            deletions = list(delete)
+            if not changes and not deletions:
+                return Outcome()
+            cmd = KeyedApplyCommand(self.api, changes, deletions)
+            with transaction(self.api, timeout=self.timeout) as txn:
+                txn.add(cmd)
+            outcome = cmd.outcome
+            if outcome.wrote:
+                self.transactions += 1
+            for key, rows in outcome.written.items():
+                if rows:
+                    self._applied[key] = rows
+                else:
+                    self._applied.pop(key, None)
+            return outcome
