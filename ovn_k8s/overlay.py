@@ -10,13 +10,11 @@ file > the local OVS' external_ids > default).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import netaddr
 
@@ -33,17 +31,16 @@ LOG = logging.getLogger(__name__)
 CNI_CONFLIST = "10-ovn-k8s.conflist"
 CNI_NETWORK_NAME = "ovn-k8s"
 
-Given = argparse.Namespace | Mapping[str, Any]
 
 
 # --- shared steps -----------------------------------------------------------------------------
-def _resolve(given: Given, ovs: LocalOvs, extra: Sequence[str]) -> config.Config:
+def _resolve(given: process.Given, ovs: LocalOvs, extra: Sequence[str]) -> config.Config:
     cfg = config.resolve(given, (*process.GLOBAL_OPTIONS, *extra), ovs_external_ids=ovs.external_ids)
     process.setup_logging(cfg.log_level, cfg.log_file)
     return cfg
 
 
-def _open_ovs(given: Given) -> LocalOvs:
+def _open_ovs(given: process.Given) -> LocalOvs:
     pre = config.resolve(given, ("ovs_db", "timeout"))
     return LocalOvs(pre.ovs_db, timeout=pre.timeout)
 
@@ -115,7 +112,7 @@ def _node_subnet_check(view: NbView, node: str, subnet: netaddr.IPNetwork,
 
 
 # --- master-init -------------------------------------------------------------------------------
-def master_init(given: Given, *, node: str, cluster: netaddr.IPNetwork,
+def master_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
                 subnet: netaddr.IPNetwork) -> None:
     """The cluster router, join switch, load balancer groups, and the master's own node switch
     (`subnet`) and management port."""
@@ -147,7 +144,7 @@ def master_init(given: Given, *, node: str, cluster: netaddr.IPNetwork,
 
 
 # --- minion-init -------------------------------------------------------------------------------
-def minion_init(given: Given, *, node: str, cluster: netaddr.IPNetwork,
+def minion_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
                 subnet: netaddr.IPNetwork) -> None:
     """This node's switch (`subnet`), its router port and management port, and the CNI
     configuration."""
@@ -236,7 +233,7 @@ def install_cni(cfg: config.Config) -> bool:
 
 
 # --- gateway-init ------------------------------------------------------------------------------
-def gateway_init(given: Given, *, node: str, cluster: netaddr.IPNetwork,
+def gateway_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
                  physical_ip: netaddr.IPNetwork, default_gw: netaddr.IPAddress | None,
                  rampout: Sequence[netaddr.IPNetwork] = (), physical_interface: str | None = None,
                  bridge_interface: str | None = None) -> None:

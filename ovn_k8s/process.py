@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ovn_k8s import config
@@ -24,6 +24,10 @@ LOG = logging.getLogger(__name__)
 
 NB_OPTIONS = ("ovn_nb", "nb_privkey", "nb_cert", "nb_cacert")
 GLOBAL_OPTIONS = (*NB_OPTIONS, "ovs_db", "timeout", "log_level", "log_file")
+
+# The settings as the user gave them, for config.resolve: the command line's namespace, or a
+# mapping (a CNI plugin's network configuration).
+Given = argparse.Namespace | Mapping[str, Any]
 
 
 def global_parent(extra: Sequence[str] = ()) -> argparse.ArgumentParser:

@@ -9,11 +9,9 @@ command line's namespace, or a mapping.
 
 from __future__ import annotations
 
-import argparse
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
 
 from ovn_k8s import config, process
 from ovn_k8s.errors import ConnectionFailed
@@ -26,7 +24,6 @@ from ovn_k8s.ovs import LocalOvs
 
 LOG = logging.getLogger(__name__)
 
-Given = argparse.Namespace | Mapping[str, Any]
 # In the transaction: the rows to write and the extra scopes to take over (and so delete).
 Build = Callable[[NbView], tuple[list[Row], Iterable[str]]]
 
@@ -34,7 +31,7 @@ Build = Callable[[NbView], tuple[list[Row], Iterable[str]]]
 class Session:
     """The local OVS and the NB of one command; close() (or `with`) releases both."""
 
-    def __init__(self, given: Given) -> None:
+    def __init__(self, given: process.Given) -> None:
         self.given = given
         self._local: config.Config | None = None
         self._ovs: LocalOvs | None = None
