@@ -26,16 +26,21 @@ setup(
         "bin/ovn-k8s-gateway-helper",
         "bin/ovn-k8s-sandbox",
     ],
+    # Pins: what a library-internal use was measured and contract-tested with
+    # (tests/unit/test_library_contracts.py). python-ovs is Debian's python3-openvswitch (3.1,
+    # with its C JSON parser) or PyPI's `ovs`; both pass the suite.
     install_requires=[
-        "ovsdbapp>=2.0",
-        "kubernetes>=28.0",
+        "ovs>=3.1,<4.1",
+        "ovsdbapp>=3.0,<3.1",
         "requests>=2.28",
         "netaddr>=0.8",
         "pyyaml>=6.0",
         "tenacity>=8.0",
-        "pyroute2>=0.7",
+        "pyroute2==0.9.7",  # ovn_k8s.netlink._pyroute2 was measured with it (tests/unit/test_host_access.py)
     ],
     extras_require={
-        "test": ["pytest>=7.0", "pytest-timeout>=2.1", "ruff>=0.4"],
+        # The official client is for users and for the tests that prove it works against our
+        # API server; the runtime speaks to Kubernetes through ovn_k8s.kube.
+        "test": ["pytest>=7.0", "pytest-timeout>=2.1", "ruff>=0.4", "kubernetes>=28.0"],
     },
 )

@@ -82,6 +82,17 @@ def nb_dump(lab: Lab) -> dict[str, Any]:
     return tables
 
 
+def row_versions(lab: Lab, *tables: str) -> dict[str, dict[str, str]]:
+    """table -> {row UUID: row _version}, read from the server. OVSDB gives a row a new
+    `_version` on every change, so equal results prove that no row of these tables was
+    created, changed or deleted in between, whoever else writes other tables (ovn-northd)."""
+    ops = [{"op": "select", "table": t, "where": [], "columns": ["_uuid", "_version"]} for t in tables]
+    out = subprocess.run(["ovsdb-client", "transact", lab.nb, json.dumps(["OVN_Northbound", *ops])],
+                         capture_output=True, text=True, check=True).stdout
+    return {t: {r["_uuid"][1]: r["_version"][1] for r in res["rows"]}
+            for t, res in zip(tables, json.loads(out), strict=True)}
+
+
 def identities(lab: Lab) -> set[tuple[str, str]]:
     """(table, name-or-identity) of every row in the NB's topology tables."""
     out: set[tuple[str, str]] = set()

@@ -30,12 +30,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import tenacity
+
 from ovn_k8s import config, naming, pidfile, process
 from ovn_k8s.desired.pods import SWITCH_ID_PREFIX
 from ovn_k8s.desired.services import AffinityMode, NodePortMode
 from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
 from ovn_k8s.kube import auth
-from ovn_k8s.kube.backoff import Backoff
 from ovn_k8s.kube.errors import KubeConfigError, KubeError, NotFound
 from ovn_k8s.kube.rest import KubeClient, resource_path
 from ovn_k8s.kube.watch import StopEvent
@@ -51,7 +52,8 @@ LOG = logging.getLogger(__name__)
 PROG = "ovn-k8s-watcher"
 NB_LOCK = "ovn_k8s_watcher"          # an OVSDB lock id: letters, digits and underscores
 DRAIN_TIMEOUT = 10.0
-CONNECT_BACKOFF = Backoff(initial=0.5, maximum=30.0, factor=2.0, jitter=0.2)
+# 0.5 s doubling to 30 s, plus up to 0.5 s of jitter so that restarted watchers spread out.
+CONNECT_BACKOFF = tenacity.wait_exponential(multiplier=0.5, max=30.0) + tenacity.wait_random(0, 0.5)
 KUBE_OPTIONS = ("kubeconfig", "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
                 "k8s_ca_certificate_data")
 WATCHER_OPTIONS = ("pidfile", "metrics_address", "pod_batch_size", "annotation_workers",
@@ -94,10 +96,10 @@ def _ovs_external_ids(ovs_db: str, timeout: float) -> Callable[[], dict[str, str
     NB host, which need not be a node)."""
 
     def read() -> dict[str, str]:
-        from ovn_k8s.ovs import LocalOvs
+        from ovn_k8s.local_ovsdb import LocalOvsdb
 
         try:
-            ovs = LocalOvs(ovs_db, timeout=min(timeout, 5.0))
+            ovs = LocalOvsdb(ovs_db, timeout=min(timeout, 5.0))
         except OvnK8sError as exc:
             LOG.debug("no local OVS settings: %s", exc)
             return {}
@@ -193,15 +195,23 @@ class Watcher:
 
     # -- start-up --------------------------------------------------------------------------------
     def _retry(self, what: str, fn: Callable[[], Any]) -> Any:
-        attempt = 0
-        while not self.stop.is_set():
-            try:
-                return fn()
-            except (ConnectionFailed, KubeError) as exc:
-                delay = CONNECT_BACKOFF.delay(attempt)
-                attempt += 1
-                LOG.warning("%s: %s; retrying in %.1fs", what, exc, delay)
-                self.stop.wait(delay)
+        """fn() until it succeeds, retrying connection errors with backoff; None once stopped."""
+        def log(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            LOG.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+
+        try:
+            for attempt in tenacity.Retrying(
+                    retry=tenacity.retry_if_exception_type((ConnectionFailed, KubeError)),
+                    wait=CONNECT_BACKOFF, stop=lambda _state: self.stop.is_set(),
+                    sleep=self.stop.wait, before_sleep=log, reraise=True):
+                with attempt:
+                    if self.stop.is_set():
+                        return None
+                    return fn()
+        except (ConnectionFailed, KubeError):
+            return None                     # stopped while the last attempt failed
         return None
 
     def _setup_nb(self, nb: Any) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from ovn_k8s import naming
 from ovn_k8s.errors import ConfigError, ConnectionFailed
+from ovn_k8s.nb.model import IDL_INDEXES
 
 LOG = logging.getLogger(__name__)
 PROBE_TIMEOUT = 5.0
@@ -228,7 +229,17 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
         idl_class = _idl_class() if schema == "OVN_Northbound" else connection.OvsdbIdl
         idl = idl_class(remote, helper, leader_only=False)
         conn = connection.Connection(idl, timeout=timeout)
-        return _api_class(base)(conn)
+        if schema != "OVN_Northbound":
+            return _api_class(base)(conn)
+        # Only the IDL indexes we read (model.IDL_INDEXES), not ovsdbapp's name index on every
+        # table: python-ovs cannot keep an index right when a transaction writes the indexed
+        # column of an existing row (see IDL_INDEXES). Made before the first rows arrive.
+        api = _api_class(base)(conn, start=False, auto_index=False)
+        for table, column in sorted(IDL_INDEXES):
+            if table in idl.tables:
+                api.create_index(table, column)
+        api.start_connection(conn)
+        return api
     except ConnectionFailed:
         raise
     except Exception as e:  # noqa: BLE001 - python-ovs raises many types; one clear line out

@@ -24,6 +24,7 @@ Identity is (table, external_ids:ovn-k8s/id), as in the full scan (V4: names are
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import uuid as uuidlib
@@ -39,6 +40,7 @@ from ovn_k8s.nb import write
 from ovn_k8s.nb.connection import transaction
 from ovn_k8s.nb.model import (
     CHILD_TABLES,
+    IDL_INDEXES,
     NAMED_TABLES,
     Parent,
     Row,
@@ -81,6 +83,7 @@ class Applied:
     row: Row
     uuid: str
     parents: frozenset[Parent] = frozenset()
+    verified: bool = True          # False: a transaction with this row failed; re-read it
 
 
 @dataclass(slots=True)
@@ -117,6 +120,8 @@ def same(desired: Mapping[Ident, Row], existing: Mapping[Ident, Applied]) -> boo
         return False
     for ident, row in desired.items():
         app = existing[ident]
+        if not app.verified:
+            return False
         if app.row is row:
             continue
         if app.row.owner != row.owner or app.parents != _parents_of(row):
@@ -227,6 +232,11 @@ class KeyedApplyCommand(ovs_command.BaseCommand):
                 irow: Any | None) -> Applied:
         table = tables[row.table]
         want = parents.get(row.parent.table, row.parent.id) if row.parent is not None else None
+        if irow is not None and any((row.table, col) in IDL_INDEXES and getattr(irow, col) != val
+                                    for col, val in row.columns.items()):
+            # An indexed column is never written in place (model.IDL_INDEXES): replace the row.
+            self._delete(tables, parents, Applied(row, str(irow.uuid), frozenset(), verified=False))
+            irow = None
         if irow is None:
             irow = write.insert(txn, table, row)
             if want is not None:
@@ -250,16 +260,16 @@ class KeyedApplyCommand(ovs_command.BaseCommand):
 
     def _holders(self, tables: Any, parents: _ParentIndex, table: str, irow: Any,
                  applied: Applied | None) -> list[tuple[Any, str]]:
-        """Our parents that hold the row now: from the cache when it is right, else a scan."""
-        if applied is not None and applied.uuid == str(irow.uuid):
+        """Our parents that hold the row: the cache's, when it knows this row (its set is not
+        read back: a group holds thousands of load balancers, and a mutation that removes a
+        non-member changes nothing), else a scan of the parent tables."""
+        if applied is not None and applied.verified and applied.uuid == str(irow.uuid):
             found = []
             for parent in applied.parents:
                 prow = parents.get(parent.table, parent.id)
-                if prow is None or not write.holds(prow, parent.column, irow.uuid):
-                    break
-                found.append((prow, parent.column))
-            else:
-                return found
+                if prow is not None:
+                    found.append((prow, parent.column))
+            return found
         out = []
         for ptable, column in LINKS.get(table, ()):
             if ptable not in tables:
@@ -415,8 +425,18 @@ class KeyedRows:
             if not changes and not deletions:
                 return Outcome()
             cmd = KeyedApplyCommand(self.api, changes, deletions)
-            with transaction(self.api, timeout=self.timeout) as txn:
-                txn.add(cmd)
+            try:
+                with transaction(self.api, timeout=self.timeout) as txn:
+                    txn.add(cmd)
+            except Exception:
+                # The NB may not be what the cache says (a row unlinked or deleted behind our
+                # back): the next apply of these keys re-reads where their rows are linked.
+                for change in changes:
+                    rows = self._applied.get(change.key)
+                    if rows:
+                        self._applied[change.key] = {
+                            i: dataclasses.replace(a, verified=False) for i, a in rows.items()}
+                raise
             outcome = cmd.outcome
             if outcome.wrote:
                 self.transactions += 1

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ovn_k8s.nb.model import TABLE_ORDER, ActualRow, Ref, Row
+from ovn_k8s.nb.model import IDL_INDEXES, TABLE_ORDER, ActualRow, Ref, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,10 @@ def plan_rows(desired: Iterable[Row], actual: Iterable[ActualRow]) -> Plan:
         plan.delete.extend(dupes)
         changed = {col: val for col, val in row.columns.items()
                    if normalize(val) != normalize(keep.columns.get(col))}
+        if any((row.table, col) in IDL_INDEXES for col in changed):
+            plan.delete.append(keep)      # an indexed column is never written in place
+            plan.create.append(row)
+            continue
         relink = row.parent is not None and row.parent != keep.parent
         if changed or relink or keep.owner != row.owner:
             plan.update.append(Update(actual=keep, desired=row, columns=changed, relink=relink))
