@@ -159,10 +159,11 @@ gc.disable()  # as the executable does
 t0 = time.perf_counter()
 import ovn_k8s.cni.plugin
 t1 = time.perf_counter()
-from ovn_k8s.cni import kubeapi, netns
+from ovn_k8s import netlink
+from ovn_k8s.cni import kubeapi
 kubeapi.make_client(kubeapi.connection_params(kubeapi.ApiSettings(server="http://127.0.0.1:1"), dict)).close()
 t2 = time.perf_counter()
-netns._pr2()
+netlink._pyroute2()
 t3 = time.perf_counter()
 print(json.dumps([t1 - t0, t2 - t1, t3 - t2]))
 """

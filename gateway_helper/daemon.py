@@ -263,14 +263,14 @@ def serve(args: argparse.Namespace) -> int:
     from ovn_k8s.kube import auth
     from ovn_k8s.kube.rest import KubeClient, resource_path
     from ovn_k8s.kube.watch import list_then_watch
-    from ovn_k8s.ovs import LocalOvs
+    from ovn_k8s.local_ovsdb import LocalOvsdb
 
     bridge, nic = args.physical_bridge, args.physical_interface
     physical_ip = _parse_ipv4(args.physical_ip)
     pre = config.resolve(args, ("ovs_db", "timeout"))
     cleanup: list[Callable[[], Any]] = []
     try:
-        ovs = LocalOvs(pre.ovs_db, timeout=pre.timeout)
+        ovs = LocalOvsdb(pre.ovs_db, timeout=pre.timeout)
         cleanup.append(ovs.close)
         cfg = config.resolve(args, OPTIONS, ovs_external_ids=ovs.external_ids)
         process.setup_logging(cfg.log_level, cfg.log_file)
@@ -279,8 +279,7 @@ def serve(args: argparse.Namespace) -> int:
         node = naming.node_name(args.node_name or ovs_ids.get("hostname") or socket.gethostname())
 
         # Everything the flows depend on must be there before we serve: one clear line if not.
-        reader = InputReader(ovs.api, bridge=bridge, nic=nic, physical_ip=physical_ip,
-                             timeout=cfg.timeout)
+        reader = InputReader(ovs, bridge=bridge, nic=nic, physical_ip=physical_ip)
         first = reader.read()
         params = auth.load_connection_params(
             kubeconfig=cfg.kubeconfig, api_server=cfg.k8s_api_server, token=cfg.k8s_api_token,

@@ -2,8 +2,8 @@
 
 Read again on every pass of the daemon's loop, so a NIC re-added to the bridge (new ofport) or
 a renewed address changes the flows within a second. Reading is cheap: the ofports come from
-the local OVS database's in-memory replica (through one read-only ovsdbapp command, which runs
-in the connection's own thread), the address from one netlink dump.
+the local OVS database's in-memory replica (`ovn_k8s.local_ovsdb`, which first takes in the
+updates the server has sent), the address from one netlink dump (`ovn_k8s.netlink`).
 
 `bridge_ports` and `choose_host_ip` are pure, so every error message is unit-tested.
 """
@@ -14,13 +14,10 @@ import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from ovsdbapp.backend.ovs_idl.command import ReadOnlyCommand
-
-from ovn_k8s import host, naming
+from ovn_k8s import naming, netlink
 from ovn_k8s.errors import HostError
-from ovn_k8s.nb import connection
+from ovn_k8s.local_ovsdb import LocalOvsdb
 from ovn_k8s.openflow import BridgePorts
 
 RT_SCOPE_UNIVERSE = 0
@@ -67,7 +64,7 @@ def bridge_ports(snapshot: BridgeSnapshot, *, bridge: str, nic: str) -> BridgePo
                       f": run ovn-k8s-overlay gateway-init --bridge-interface {bridge} first"))
 
 
-def choose_host_ip(addresses: Sequence[host.Address], *, bridge: str,
+def choose_host_ip(addresses: Sequence[netlink.Address], *, bridge: str,
                    previous: str | None = None) -> str:
     """The host's IPv4 address on the bridge: its only global one. With several, the one in use
     before stays (a secondary address was added); otherwise --physical-ip must say."""
@@ -85,53 +82,28 @@ def choose_host_ip(addresses: Sequence[host.Address], *, bridge: str,
                     "--physical-ip with the one gateway-init gave the gateway router")
 
 
-class _BridgeSnapshotCommand(ReadOnlyCommand):  # type: ignore[misc]
-    """Interfaces of one bridge with their ofport and error, read in the IDL's thread."""
-
-    def __init__(self, api: Any, bridge: str) -> None:
-        super().__init__(api)
-        self.bridge = bridge
-
-    def run_idl(self, txn: Any) -> None:
-        br = next((b for b in self.api.tables["Bridge"].rows.values() if b.name == self.bridge),
-                  None)
-        if br is None:
-            self.result = None
-            return
-        out: dict[str, Iface] = {}
-        for port in br.ports:
-            for iface in port.interfaces:
-                ofport = list(iface.ofport)
-                error = list(iface.error)
-                out[str(iface.name)] = Iface(ofport=int(ofport[0]) if ofport else None,
-                                             error=str(error[0]) if error else None)
-        self.result = out
-
-
 class InputReader:
-    """Reads `Inputs` from the local OVS (an ovsdbapp Open_vSwitch API) and the host."""
+    """Reads `Inputs` from the local OVS and the host (from the daemon's loop thread only)."""
 
-    def __init__(self, ovs_api: Any, *, bridge: str, nic: str, physical_ip: str | None,
-                 timeout: float) -> None:
-        self.api = ovs_api
+    def __init__(self, ovs: LocalOvsdb, *, bridge: str, nic: str, physical_ip: str | None) -> None:
+        self.ovs = ovs
         self.bridge = bridge
         self.nic = nic
         self.physical_ip = physical_ip
-        self.timeout = timeout
         self._last_ip: str | None = None
 
     def snapshot(self) -> BridgeSnapshot:
-        cmd = _BridgeSnapshotCommand(self.api, self.bridge)
-        with connection.transaction(self.api, timeout=self.timeout) as txn:
-            txn.add(cmd)
-        result: BridgeSnapshot = cmd.result
-        return result
+        """The bridge's interfaces with their ofport and error (None: no such bridge)."""
+        found = self.ovs.bridge_interfaces(self.bridge)
+        if found is None:
+            return None
+        return {i.name: Iface(ofport=i.ofport, error=i.error) for i in found}
 
     def host_ip(self) -> str:
         if self.physical_ip:
             return self.physical_ip
         try:
-            found = host.addresses(self.bridge, socket.AF_INET)
+            found = netlink.addresses(self.bridge, socket.AF_INET)
         except HostError:
             raise HostError(f"bridge {self.bridge} has no network device in this namespace "
                             "(is ovs-vswitchd running?)") from None

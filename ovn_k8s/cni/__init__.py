@@ -2,9 +2,10 @@
 
 - `protocol`: CNI wire protocol (env + stdin -> `CniRequest`; results, errors, VERSION -> stdout JSON;
   `run()` as the plugin's main). Pure: no I/O besides what `run()` is handed.
-- `netns`: the pod's veth pair and its configuration inside the pod network namespace, over netlink.
-- `ovsdb`: the pod's port on the integration bridge and the wait for OVN's binding, over the
-  python-ovs IDL.
+- `netns`: the pod's veth pair (made by `ovn_k8s.netlink`) as CNI sees it: names, error codes,
+  the ADD result, CHECK.
+- `ovsdb`: the pod's port on the integration bridge and the wait for OVN's binding
+  (`ovn_k8s.local_ovsdb` in its pod-ports mode), with their CNI error codes.
 - `kubeapi`: where the API server is, the pod's `ovn` annotation and ADD's wait for it.
 - `plugin`: ADD, DEL and CHECK on top of those, and the executable's `main`.
 

@@ -1,8 +1,9 @@
 """`ovn-k8s-cni-overlay`: the CNI plugin's ADD, DEL and CHECK, and its `main()`.
 
 Assembles the layers: `protocol` (env + stdin -> request, result/error JSON), `kubeapi` (the
-pod's `ovn` annotation), `netns` (the veth pair over netlink) and `ovsdb` (the port on br-int
-and the OVN binding, over the OVSDB IDL). docs/cni.md describes the behaviour for operators.
+pod's `ovn` annotation), `netns` (the veth pair, by ovn_k8s.netlink) and `ovsdb` (the port on
+br-int and the OVN binding, by ovn_k8s.local_ovsdb). docs/cni.md describes the behaviour for
+operators.
 
 ADD, under ONE deadline of `annotation_timeout` seconds for everything:
   1. connect to the local OVSDB (and read the API server settings from it if the network
@@ -83,7 +84,7 @@ def cmd_add(req: CniRequest) -> AddResult:
     lsp = iface_id(req.pod_namespace, req.pod_name)
     marks = [("start", start)]
 
-    with ovsdb.LocalOvsdb(cfg.ovsdb, deadline=deadline) as db:
+    with ovsdb.PodPorts(cfg.ovsdb, deadline=deadline) as db:
         marks.append(("ovsdb", time.monotonic()))
         params = kubeapi.connection_params(settings, db.external_ids)
         client = kubeapi.make_client(params)
@@ -119,10 +120,10 @@ def cmd_add(req: CniRequest) -> AddResult:
     steps = ", ".join(f"{name} {(t - prev) * 1000:.0f}" for (_, prev), (name, t) in zip(marks, marks[1:], strict=False))
     LOG.info("ADD %s done: %s on %s as %s in %.0f ms (%s)", req.pod_key, network.ip_cidr, host_ifname, lsp,
              (time.monotonic() - start) * 1000, steps)
-    return pod_if.cni_result(cfg.dns)
+    return netns.cni_result(pod_if, cfg.dns)
 
 
-def _undo_add(db: ovsdb.LocalOvsdb, req: CniRequest, host_ifname: str) -> None:
+def _undo_add(db: ovsdb.PodPorts, req: CniRequest, host_ifname: str) -> None:
     """Remove what a failed ADD set up (its OVS port and veth pair); errors are only logged,
     the ADD's own error is what the runtime must see."""
     LOG.warning("ADD failed: removing %s and its OVS port", host_ifname)
@@ -151,7 +152,7 @@ def cmd_del(req: CniRequest) -> None:
     ovs_error: CniError | None = None
     removed: list[str] = []
     try:
-        with ovsdb.LocalOvsdb(cfg.ovsdb, deadline=deadline) as db:
+        with ovsdb.PodPorts(cfg.ovsdb, deadline=deadline) as db:
             removed = db.detach(host_ifname, sandbox=req.container_id, ifname=req.ifname, deadline=deadline)
     except CniError as err:
         ovs_error = err
@@ -195,7 +196,7 @@ def cmd_check(req: CniRequest) -> None:
         state, mac=mac, ip_cidr=ip.address, gateway=ip.gateway, mtu=cfg.mtu,
         routes=[r for r in prev.routes if not _is_default(r.dst) and r.gw == ip.gateway],
         disable_tx_offload=cfg.disable_tx_offload)
-    with ovsdb.LocalOvsdb(cfg.ovsdb, deadline=time.monotonic() + min(cfg.annotation_timeout, DEL_TIMEOUT)) as db:
+    with ovsdb.PodPorts(cfg.ovsdb, deadline=time.monotonic() + min(cfg.annotation_timeout, DEL_TIMEOUT)) as db:
         port = db.port_state(host_ifname)
     problems.extend(port_problems(port, host_ifname, bridge=cfg.bridge, mac=mac,
                                   lsp=iface_id(req.pod_namespace, req.pod_name)

@@ -1,8 +1,9 @@
 """ovn-mesos-plugin's ADD, DEL and CHECK: the task's logical port, its namespace, its OVS port.
 
 NB access is the core's: `ApplyCommand` in one transaction, owner scope `container:<id>/<ifname>`.
-Netlink is `ovn_k8s.cni.netns`; the local OVS (the port on br-int, waiting for ovn-installed)
-is `ovn_k8s.cni.ovsdb`, the Kubernetes plugin's light python-ovs IDL client.
+Netlink is `ovn_k8s.netlink` and the local OVS (the port on br-int, waiting for ovn-installed)
+`ovn_k8s.local_ovsdb` in its pod-ports mode, both through the CNI error codes of
+`ovn_k8s.cni.netns` and `ovn_k8s.cni.ovsdb`, as for the Kubernetes plugin.
 """
 
 from __future__ import annotations
@@ -58,17 +59,17 @@ class _Session:
         settings = request.config.settings
         pre = config.resolve(dict(settings), ("ovs_db",))
         self.ovs_remote = pre.ovs_db
-        self._ovs: ovsdb.LocalOvsdb | None = None
+        self._ovs: ovsdb.PodPorts | None = None
         self._ovs_error: CniError | None = None
         self._nb: Any = None
         self.timeout = request.config.timeout
 
-    def ovs(self) -> ovsdb.LocalOvsdb:
+    def ovs(self) -> ovsdb.PodPorts:
         if self._ovs_error is not None:
             raise self._ovs_error        # tried until the deadline once: do not wait again
         if self._ovs is None:
             try:
-                self._ovs = ovsdb.LocalOvsdb(self.ovs_remote, deadline=self.deadline)
+                self._ovs = ovsdb.PodPorts(self.ovs_remote, deadline=self.deadline)
             except CniError as e:
                 self._ovs_error = e
                 raise
@@ -175,7 +176,7 @@ def add(request: MesosRequest) -> AddResult:
             LOG.warning("%s: ADD failed, removing what it set up", port)
             _undo(session, request)
             raise
-        return pod.cni_result(cfg.dns)
+        return netns.cni_result(pod, cfg.dns)
     finally:
         session.close()
 

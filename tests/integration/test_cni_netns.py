@@ -1,4 +1,5 @@
-"""ovn_k8s.cni.netns against the real kernel, inside network namespaces this file creates.
+"""The pod's veth pair (ovn_k8s.netlink, through its CNI face ovn_k8s.cni.netns) against the real
+kernel, inside network namespaces this file creates.
 
 Each test gets a "node" netns (plays the host: the library runs there, in a subprocess started
 with `ip netns exec`) and a "pod" netns. Nothing is created in, addressed in, or sent from the
@@ -22,8 +23,10 @@ from typing import Any
 
 import pytest
 
-from ovn_k8s.cni.netns import PodInterface, host_ifname_for, setup_pod_interface
+from ovn_k8s.cni.netns import cni_result, host_ifname_for, setup_pod_interface
 from ovn_k8s.cni.protocol import DNS, CniError, Route
+from ovn_k8s.netlink import Route as NetlinkRoute
+from ovn_k8s.netlink import VethPair
 
 PREFIX = "cnitest-"
 NETNS_DIR = "/var/run/netns"
@@ -196,11 +199,11 @@ def test_host_ifname_for_is_stable_short_and_distinct() -> None:
 
 
 def test_cni_result_of_a_pod_interface() -> None:
-    pod = PodInterface(netns_path="/var/run/netns/p", ifname="eth0", host_ifname="ovn6ad2516ced2a",
-                       host_ifindex=7, host_mac="aa:bb:cc:dd:ee:ff", pod_ifindex=2, pod_mac="0a:58:0a:f4:01:0a",
-                       ip_cidr="10.244.1.10/24", gateway="10.244.1.1", mtu=1400,
-                       routes=(Route("10.96.0.0/12"), Route("10.0.0.0/8", "10.244.1.254")))
-    assert pod.cni_result(DNS(nameservers=("10.96.0.10",))).to_json("1.0.0") == {
+    pod = VethPair(netns_path="/var/run/netns/p", ifname="eth0", host_ifname="ovn6ad2516ced2a",
+                   host_ifindex=7, host_mac="aa:bb:cc:dd:ee:ff", pod_ifindex=2, pod_mac="0a:58:0a:f4:01:0a",
+                   ip_cidr="10.244.1.10/24", gateway="10.244.1.1", mtu=1400,
+                   routes=(NetlinkRoute("10.96.0.0/12"), NetlinkRoute("10.0.0.0/8", "10.244.1.254")))
+    assert cni_result(pod, DNS(nameservers=("10.96.0.10",))).to_json("1.0.0") == {
         "cniVersion": "1.0.0",
         "interfaces": [{"name": "ovn6ad2516ced2a", "mac": "aa:bb:cc:dd:ee:ff"},
                        {"name": "eth0", "mac": "0a:58:0a:f4:01:0a", "sandbox": "/var/run/netns/p"}],
@@ -243,7 +246,8 @@ def test_setup_configures_both_sides(lab: NetnsLab) -> None:
         "netns_path": lab.path(), "ifname": "eth0", "host_ifname": lab.host,
         "host_ifindex": host["ifindex"], "host_mac": host["address"],
         "pod_ifindex": eth0["ifindex"], "pod_mac": lab.mac,
-        "ip_cidr": lab.ip, "gateway": lab.gw, "mtu": 1400, "routes": [{"dst": "10.96.0.0/12", "gw": None}],
+        "ip_cidr": lab.ip, "gateway": lab.gw, "mtu": 1400,
+        "routes": [{"dst": "10.96.0.0/12", "gateway": None, "proto": None, "priority": None}],
     }
 
 

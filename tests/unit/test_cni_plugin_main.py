@@ -115,16 +115,3 @@ def test_stdin_that_is_not_utf8_is_code_6() -> None:
                                "CNI_NETNS": "/x", "CNI_IFNAME": "eth0"})
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["code"] == 6
-
-
-def test_pyroute2_stays_whole_for_other_users_after_the_plugin_loaded_its_parts() -> None:
-    code = ("from ovn_k8s.cni import netns\n"
-            "parts = netns._pr2()\n"
-            "import pyroute2, pyroute2.ethtool\n"
-            "from pyroute2 import IPRoute, NDB\n"
-            "assert IPRoute is parts.IPRoute and pyroute2.NetlinkError is parts.NetlinkError\n"
-            "assert pyroute2.ethtool.Ethtool and pyroute2.ethtool.ioctl.IoctlEthtool is parts.IoctlEthtool\n"
-            "print(pyroute2.__version__, NDB.__name__)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split()[1] == "NDB"

@@ -595,15 +595,16 @@ def test_cni_modules_import_nothing_heavy() -> None:
 
 
 def test_cni_add_path_loads_neither_kubernetes_nor_ovsdbapp() -> None:
-    """What ADD imports on its way (API client, netlink): four pyroute2 submodules, but not
+    """What ADD imports on its way (API client, netlink): three pyroute2 submodules, but not
     requests (the client is kube.lite's http.client), kubernetes, ovsdbapp, yaml (no kubeconfig
     here) nor pyroute2's whole library."""
     code = (
         "import sys\n"
+        "from ovn_k8s import netlink\n"
         "from ovn_k8s.cni import kubeapi, netns, plugin\n"
         "params = kubeapi.connection_params(kubeapi.api_settings({'k8s_api_server': 'http://127.0.0.1:1'}), dict)\n"
         "kubeapi.make_client(params).close()\n"
-        "netns._pr2()\n"
+        "netlink._pyroute2()\n"
         "top = {m.split('.')[0] for m in sys.modules}\n"
         "heavy = {'kubernetes', 'ovsdbapp', 'requests', 'yaml', 'pyroute2'}\n"
         "print(sorted(top & heavy), 'pyroute2.ndb' in sys.modules)\n"

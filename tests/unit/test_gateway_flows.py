@@ -11,7 +11,7 @@ import pytest
 from gateway_helper.inputs import Iface, bridge_ports, choose_host_ip
 from gateway_helper.services import parse
 from ovn_k8s.errors import HostError
-from ovn_k8s.host import Address
+from ovn_k8s.netlink import Address
 from ovn_k8s.openflow import (
     COOKIE,
     BridgePorts,
