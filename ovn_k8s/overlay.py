@@ -18,14 +18,14 @@ from collections.abc import Sequence
 
 import netaddr
 
-from ovn_k8s import config, host, ipam, naming, process
+from ovn_k8s import config, ipam, naming, netlink, process
 from ovn_k8s.desired import topology
 from ovn_k8s.errors import ConfigError, NotReadyError
+from ovn_k8s.local_ovsdb import LocalOvsdb
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.apply import ApplyCommand, NbView
 from ovn_k8s.nb.model import Row
 from ovn_k8s.nb.plan import Plan
-from ovn_k8s.ovs import LocalOvs
 
 LOG = logging.getLogger(__name__)
 CNI_CONFLIST = "10-ovn-k8s.conflist"
@@ -34,15 +34,15 @@ CNI_NETWORK_NAME = "ovn-k8s"
 
 
 # --- shared steps -----------------------------------------------------------------------------
-def _resolve(given: process.Given, ovs: LocalOvs, extra: Sequence[str]) -> config.Config:
+def _resolve(given: process.Given, ovs: LocalOvsdb, extra: Sequence[str]) -> config.Config:
     cfg = config.resolve(given, (*process.GLOBAL_OPTIONS, *extra), ovs_external_ids=ovs.external_ids)
     process.setup_logging(cfg.log_level, cfg.log_file)
     return cfg
 
 
-def _open_ovs(given: process.Given) -> LocalOvs:
+def _open_ovs(given: process.Given) -> LocalOvsdb:
     pre = config.resolve(given, ("ovs_db", "timeout"))
-    return LocalOvs(pre.ovs_db, timeout=pre.timeout)
+    return LocalOvsdb(pre.ovs_db, timeout=pre.timeout)
 
 
 def apply_rows(nb: object, *, scopes: Sequence[str], build, timeout: float) -> Plan:  # type: ignore[no-untyped-def]
@@ -76,7 +76,7 @@ def _cluster_router(view: NbView, cluster_subnet: netaddr.IPNetwork | None) -> o
     return router
 
 
-def setup_management_port(ovs: LocalOvs, *, node: str, subnet: netaddr.IPNetwork,
+def setup_management_port(ovs: LocalOvsdb, *, node: str, subnet: netaddr.IPNetwork,
                           cluster_subnet: netaddr.IPNetwork, mtu: int,
                           service_range: netaddr.IPNetwork | None = None) -> None:
     """The node's own port on its switch: OVS internal port k8s-<node> with S+2, and a route
@@ -89,12 +89,12 @@ def setup_management_port(ovs: LocalOvs, *, node: str, subnet: netaddr.IPNetwork
     ovs.ensure_port(naming.BR_INT, ifname, type="internal", mac=topology.mgmt_mac(subnet),
                     mtu_request=mtu, external_ids={"iface-id": naming.mgmt_port(node)})
     ovs.commit()
-    host.wait_for_link(ifname)
-    host.set_up(ifname)
-    host.ensure_addresses(ifname, [addrs.mgmt_cidr])
-    host.ensure_route(str(cluster_subnet), str(addrs.router_ip), ifname)
+    netlink.wait_for_link(ifname)
+    netlink.set_up(ifname)
+    netlink.ensure_addresses(ifname, [addrs.mgmt_cidr])
+    netlink.ensure_route(str(cluster_subnet), str(addrs.router_ip), ifname)
     if service_range is not None:
-        host.ensure_route(str(service_range), str(addrs.router_ip), ifname)
+        netlink.ensure_route(str(service_range), str(addrs.router_ip), ifname)
 
 
 def _service_range(cfg: config.Config, cluster: netaddr.IPNetwork) -> netaddr.IPNetwork | None:
@@ -246,7 +246,7 @@ def gateway_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
         system_id = ovs.system_id()
         if physical_interface:
             port_name = physical_interface
-            mac = host.link_mac(port_name)
+            mac = netlink.link_mac(port_name)
         else:
             assert bridge_interface is not None
             port_name = bridge_interface
@@ -293,7 +293,7 @@ def gateway_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
             LOG.info("removing %s left by a previous gateway-init", stale)
         ovs.commit()
         if physical_interface:
-            host.flush_addresses(port_name)
+            netlink.flush_addresses(port_name)
 
 
 def _join_address(view: NbView, node: str, join: netaddr.IPNetwork) -> netaddr.IPAddress:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ovn_k8s import config, host, process
+from ovn_k8s import config, netlink, process
+from ovn_k8s.local_ovsdb import LocalOvsdb
 from ovn_k8s.nic_bridge import nic_to_bridge
-from ovn_k8s.ovs import LocalOvs
 
 PROG = "ovn-k8s-util"
 
@@ -19,8 +19,8 @@ def nics_to_bridge(args: argparse.Namespace) -> int:
     cfg = config.resolve(args, ("ovs_db", "timeout", "log_level", "log_file"))
     process.setup_logging(cfg.log_level, cfg.log_file)
     for nic in args.nics:
-        host.require_link(nic, "NIC")
-    with LocalOvs(cfg.ovs_db, timeout=cfg.timeout) as ovs:
+        netlink.require_link(nic, "NIC")
+    with LocalOvsdb(cfg.ovs_db, timeout=cfg.timeout) as ovs:
         for nic in args.nics:
             print(f"{nic} -> {nic_to_bridge(ovs, nic)}")
     return 0

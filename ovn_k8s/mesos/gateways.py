@@ -16,15 +16,15 @@ from typing import Any
 
 import netaddr
 
-from ovn_k8s import host, ipam, naming, openflow
+from ovn_k8s import ipam, naming, netlink, openflow
 from ovn_k8s.desired import mesos as build
 from ovn_k8s.desired.topology import LR, LRP, LS
 from ovn_k8s.errors import ConfigError, ConnectionFailed, HostError, NotReadyError
+from ovn_k8s.local_ovsdb import LocalOvsdb
 from ovn_k8s.mesos import nbview
 from ovn_k8s.mesos.session import Session
 from ovn_k8s.nb.apply import NbView
 from ovn_k8s.nb.model import Row
-from ovn_k8s.ovs import LocalOvs
 
 LOG = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def gateway_init(session: Session, tenant: str, *, cluster_subnet: netaddr.IPNet
     system_id = ovs.system_id()
     if physical_interface:
         port_name = physical_interface
-        host.require_link(port_name)
+        netlink.require_link(port_name)
         # Several tenants' routers may share this NIC (one IP each): a MAC per IP keeps
         # their router ports apart on the shared external switch.
         mac = ipam.mac_from_ip(physical_ip.ip)
@@ -102,7 +102,7 @@ def gateway_init(session: Session, tenant: str, *, cluster_subnet: netaddr.IPNet
     ovs.commit()
     _forget_bridges(ovs, stale, timeout=session.timeout)
     if physical_interface:
-        host.flush_addresses(port_name)
+        netlink.flush_addresses(port_name)
     else:
         _shared_bridge_flows(ovs, port_name, nic=nic, host_ip=str(physical_ip.ip), zone=zone,
                              timeout=session.timeout)
@@ -177,7 +177,7 @@ def _check_shared_external(view: NbView, ext: Any, owner: str, physical_ip: neta
 
 
 # --- the host side ----------------------------------------------------------------------------------
-def _gateway_host(ovs: LocalOvs, *, dedicated: bool, port_name: str, system_id: str,
+def _gateway_host(ovs: LocalOvsdb, *, dedicated: bool, port_name: str, system_id: str,
                   owner: str) -> None:
     """Bind the NIC (or a patch port to the shared bridge) to LSP <port>_<chassis>."""
     ids = {"iface-id": naming.external_port(port_name, system_id), naming.OWNER_KEY: owner}
@@ -195,13 +195,13 @@ def _gateway_host(ovs: LocalOvs, *, dedicated: bool, port_name: str, system_id: 
                         external_ids={naming.OWNER_KEY: owner})
 
 
-def _drop_stale_ports(ovs: LocalOvs, system_id: str, live: set[str]) -> list[str]:
+def _drop_stale_ports(ovs: LocalOvsdb, system_id: str, live: set[str]) -> list[str]:
     """Take out of OVS the NICs and patch ports of this chassis' external switches that no
     longer exist in the NB (a gateway moved to another NIC, or its tenant was deleted).
     Returns the NICs / bridges those switches were for."""
     prefix = naming.owner_tenant_external(system_id, "")
     owners = set()
-    for br in ovs.api.tables["Bridge"].rows.values():
+    for br in ovs.bridges():
         for port in br.ports:
             for iface in port.interfaces:
                 o = iface.external_ids.get(naming.OWNER_KEY, "")
@@ -222,7 +222,7 @@ def _drop_stale_ports(ovs: LocalOvs, system_id: str, live: set[str]) -> list[str
 FLOW_COOKIE = openflow.MESOS_COOKIE
 
 
-def _bridge_nic(ovs: LocalOvs, bridge: str) -> str:
+def _bridge_nic(ovs: LocalOvsdb, bridge: str) -> str:
     """The one NIC in the shared bridge (what ovn-k8s-util nics-to-bridge put there)."""
     row = ovs.require_bridge(bridge)
     nics = sorted(str(i.name) for p in row.ports for i in p.interfaces if i.type in ("", "system"))
@@ -232,7 +232,7 @@ def _bridge_nic(ovs: LocalOvs, bridge: str) -> str:
     return nics[0]
 
 
-def _ofport(ovs: LocalOvs, name: str, timeout: float) -> int:
+def _ofport(ovs: LocalOvsdb, name: str, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while True:
         row = ovs.interface(name)
@@ -244,7 +244,7 @@ def _ofport(ovs: LocalOvs, name: str, timeout: float) -> int:
         time.sleep(0.05)
 
 
-def _shared_bridge_flows(ovs: LocalOvs, bridge: str, *, nic: str, host_ip: str, zone: int,
+def _shared_bridge_flows(ovs: LocalOvsdb, bridge: str, *, nic: str, host_ip: str, zone: int,
                          timeout: float) -> None:
     ports = openflow.BridgePorts(nic=_ofport(ovs, nic, timeout),
                                  patch=_ofport(ovs, naming.mesos_patch_bridge_to_int(bridge), timeout))
@@ -255,7 +255,7 @@ def _shared_bridge_flows(ovs: LocalOvs, bridge: str, *, nic: str, host_ip: str, 
         LOG.info("%s: %d flows for the shared NIC %s", bridge, len(flows), nic)
 
 
-def _forget_bridges(ovs: LocalOvs, ports: Iterable[str], *, timeout: float) -> None:
+def _forget_bridges(ovs: LocalOvsdb, ports: Iterable[str], *, timeout: float) -> None:
     """Remove our flows from shared bridges no gateway uses any more."""
     for port in ports:
         if ovs.bridge(port) is None:

@@ -15,12 +15,12 @@ from types import TracebackType
 
 from ovn_k8s import config, process
 from ovn_k8s.errors import ConnectionFailed
+from ovn_k8s.local_ovsdb import LocalOvsdb
 from ovn_k8s.mesos import nbview
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.apply import NbView, ScopedApplyCommand
 from ovn_k8s.nb.model import Row
 from ovn_k8s.nb.plan import Plan
-from ovn_k8s.ovs import LocalOvs
 
 LOG = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class Session:
     def __init__(self, given: process.Given) -> None:
         self.given = given
         self._local: config.Config | None = None
-        self._ovs: LocalOvs | None = None
+        self._ovs: LocalOvsdb | None = None
 
     def resolve(self, names: Iterable[str]) -> config.Config:
         """Options that do not come from the local OVS (flag, environment, file, default)."""
@@ -53,9 +53,9 @@ class Session:
     def timeout(self) -> float:
         return float(self._local_settings().timeout)
 
-    def ovs(self) -> LocalOvs:
+    def ovs(self) -> LocalOvsdb:
         if self._ovs is None:
-            self._ovs = LocalOvs(self.ovs_remote, timeout=self.timeout)
+            self._ovs = LocalOvsdb(self.ovs_remote, timeout=self.timeout)
         return self._ovs
 
     def _external_ids_or_none(self) -> dict[str, str]:
