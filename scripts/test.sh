@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian bookworm machine as root: installs what it needs
 # (OVS/OVN packages, the venv, the project), lints, then runs every test against real OVN.
-# Extra arguments go to pytest (e.g. scripts/test.sh -k gateway -x).
+# Without arguments it then runs the unit and integration tests again on PyPI's python-ovs
+# (scripts/test-pypi-ovs.sh), since setup.py allows it as well as Debian's.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k gateway -x), for the first run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh
 .venv/bin/ruff check .
-exec .venv/bin/pytest "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/pytest "$@"
+fi
+.venv/bin/pytest
+exec ./scripts/test-pypi-ovs.sh -q

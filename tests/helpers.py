@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,6 +92,14 @@ def row_versions(lab: Lab, *tables: str) -> dict[str, dict[str, str]]:
                          capture_output=True, text=True, check=True).stdout
     return {t: {r["_uuid"][1]: r["_version"][1] for r in res["rows"]}
             for t, res in zip(tables, json.loads(out), strict=True)}
+
+
+def nb_caught_up(api: Any) -> None:
+    """Return once an NB connection's IDL has every change committed before (e.g. by
+    ovn-nbctl): the server answers our own write only after it has sent us the updates
+    committed before it (one connection, in order)."""
+    api.db_set("NB_Global", ".", ("external_ids", {"ovn-k8s-test/sync": str(time.monotonic())})).execute(
+        check_error=True)
 
 
 def identities(lab: Lab) -> set[tuple[str, str]]:

@@ -16,7 +16,7 @@ from ovn_k8s.nb.keyed import KeyedRows, MissingParent, RowTaken, rows_by_ident
 from ovn_k8s.nb.model import Parent, Row
 from sandbox.lab.cluster import Lab
 from sandbox.lab.proc import wait_for
-from tests.helpers import row_versions, rows
+from tests.helpers import nb_caught_up, row_versions, rows
 
 pytestmark = pytest.mark.integration
 LS, LSP = "Logical_Switch", "Logical_Switch_Port"
@@ -97,6 +97,7 @@ def test_an_empty_key_deletes_its_rows_and_unlinks_them(lab: Lab, nb: Any) -> No
 def test_a_failing_key_writes_nothing_and_the_batch_still_commits(lab: Lab, nb: Any) -> None:
     lab.nbctl("lsp-add", "n2", "taken", "--", "set", "logical_switch_port", "taken",
               f"external_ids:{naming.OWNER_KEY}=node:n2", "addresses=router")
+    nb_caught_up(nb)
     engine = KeyedRows(nb, timeout=10)
     out = engine.apply({"gone": rows_by_ident([port("gone", node="n9"), port("gone2")]),
                         "taken": rows_by_ident([port("taken")]),
@@ -115,6 +116,7 @@ def test_an_unowned_row_with_the_unique_name_is_adopted(lab: Lab, nb: Any) -> No
     lab.nbctl("lsp-add", "n2", "old", "--", "set", "logical_switch_port", "old", "addresses=dynamic",
               "external_ids:pod=true", "external_ids:namespace=ns")
     uuid = lsps(lab)["old"]["_uuid"]
+    nb_caught_up(nb)
     engine = KeyedRows(nb, timeout=10)
     engine.apply({"old": rows_by_ident([port("old", namespace="ns")])})
     found = lsps(lab)["old"]
@@ -133,6 +135,7 @@ def test_scan_seeds_the_cache_and_reports_duplicates(lab: Lab, nb: Any) -> None:
               f"external_ids:{naming.OWNER_KEY}=pod:p1", f"external_ids:{naming.ID_KEY}=p1")
     lab.nbctl("lsp-add", "n2", "mgmt", "--", "set", "logical_switch_port", "mgmt",
               f"external_ids:{naming.OWNER_KEY}=node:n2")
+    nb_caught_up(nb)
 
     def key_of(table: str, _id: str, ext: Any) -> str | None:
         owner = ext.get(naming.OWNER_KEY, "")
@@ -161,6 +164,7 @@ def test_a_port_moved_behind_the_cache_is_removed_by_the_next_scan(lab: Lab, nb:
     engine.apply({"a": rows_by_ident([port("a")])})
     uuid = lsps(lab)["a"]["_uuid"]
     lab.nbctl("remove", "logical_switch", "n1", "ports", uuid, "--", "add", "logical_switch", "n2", "ports", uuid)
+    nb_caught_up(nb)
     engine.apply({"a": {}})
     assert switch_ports(lab) == {"n1": set(), "n2": {"a"}}
     found = engine.scan(key_of=lambda _t, rid, _e: rid, columns={LSP: ("name", "addresses", "external_ids")})

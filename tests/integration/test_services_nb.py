@@ -22,7 +22,7 @@ from ovn_k8s.nb import connection
 from ovn_k8s.overlay import apply_rows
 from sandbox.lab.cluster import Lab
 from sandbox.lab.proc import wait_for
-from tests.helpers import nb_dump, row_versions, rows
+from tests.helpers import nb_caught_up, nb_dump, row_versions, rows
 from watcher.services import InvalidServices, ServiceInput, ServiceReconciler
 
 pytestmark = pytest.mark.integration
@@ -253,7 +253,7 @@ def test_sync_deletes_stale_services_and_duplicates_and_repairs_drift(lab: Lab, 
     # rows of other owners are never touched
     lab.nbctl("create", LB, "name=by-hand", 'vips:"10.0.0.1:1"="10.0.0.2:2"')
     lab.nbctl("create", LB, "name=tenant", 'external_ids={"ovn-k8s/owner"="tenant:t1","ovn-k8s/id"="x"}')
-
+    nb_caught_up(cluster)
     rec = ServiceReconciler(cluster, timeout=10)
     rec.sync({"default/web": inp(), "default/api": inp("api", ip="10.96.0.12")})
     found = lbs(lab)
@@ -276,6 +276,7 @@ def test_a_row_deleted_behind_our_back_is_recreated(lab: Lab, cluster: Any) -> N
     rec = ServiceReconciler(cluster, timeout=10)
     rec.reconcile({"default/web": inp()})
     lab.nbctl("destroy", LB, lbs(lab)[f"{ID}:tcp:cluster"]["_uuid"])
+    nb_caught_up(cluster)
     rec.reconcile({"default/web": inp("web", "10.244.1.5")})
     assert lbs(lab)[f"{ID}:tcp:cluster"]["vips"] == {"10.96.0.10:80": "10.244.1.5:8080"}
     assert members(lab, LBG, "k8s-cluster-lbs") == {f"{ID}:tcp:cluster"}
