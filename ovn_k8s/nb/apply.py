@@ -38,11 +38,56 @@ MANAGED_TABLES = ("Load_Balancer_Group", "Load_Balancer", "Logical_Router", "Log
                   "NAT", "ACL", "Chassis_Template_Var")
 
 
+class RowView:
+    """A read-only view of one NB row for builders: columns read as attributes (references as
+    RowViews, so a builder can follow them), `uuid`, equality by UUID; never written.
+
+    The full-scan mode hands builders rows through these, so nothing outside ovn_k8s.nb holds
+    a python-ovs row (it could write one, or keep it beyond its transaction)."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: Any) -> None:
+        object.__setattr__(self, "_row", row)
+
+    def __getattr__(self, column: str) -> Any:
+        if column.startswith("_"):
+            raise AttributeError(column)
+        return _view(getattr(self._row, column))
+
+    def __setattr__(self, column: str, value: Any) -> None:
+        raise AttributeError(f"NB rows are read-only outside ovn_k8s.nb (tried to set {column})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RowView) and other._row.uuid == self._row.uuid
+
+    def __hash__(self) -> int:
+        return hash(self._row.uuid)
+
+    def __repr__(self) -> str:
+        return f"RowView({self._row.uuid})"
+
+
+def _view(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_view(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _view(v) for k, v in value.items()}
+    if hasattr(value, "_table") and hasattr(value, "uuid") and not isinstance(value, RowView):
+        return RowView(value)            # a python-ovs row: a reference
+    return value
+
+
+def _raw(row: Any) -> Any:
+    return row._row if isinstance(row, RowView) else row
+
+
 class NbView:
-    """Read access to the NB for builders, valid inside one run of `run_idl`."""
+    """Read access to the NB for builders, valid inside one run of `run_idl` (rows as
+    RowViews; `verify` marks what a decision read)."""
 
     def __init__(self, idl: Any, tables: Iterable[str] = MANAGED_TABLES) -> None:
-        self.idl = idl
+        self._idl = idl
         self._by_id: dict[tuple[str, str], list[Any]] = {}
         self._ident: dict[Any, tuple[str, str]] = {}
         self._parent: dict[Any, Parent] = {}
@@ -63,12 +108,20 @@ class NbView:
                     if pid is not None:
                         self._parent[child.uuid] = Parent(ptable, pid[1], column)
 
-    def rows(self, table: str, rid: str) -> list[Any]:
+    def _rows(self, table: str, rid: str) -> list[Any]:
         return sorted(self._by_id.get((table, rid), []), key=lambda r: str(r.uuid))
 
-    def row(self, table: str, rid: str) -> Any | None:
-        rows = self.rows(table, rid)
+    def _row(self, table: str, rid: str) -> Any | None:
+        rows = self._rows(table, rid)
         return rows[0] if rows else None
+
+    def rows(self, table: str, rid: str) -> list[RowView]:
+        """Every row of this identity (more than one: duplicates), lowest UUID first."""
+        return [RowView(r) for r in self._rows(table, rid)]
+
+    def row(self, table: str, rid: str) -> RowView | None:
+        row = self._row(table, rid)
+        return RowView(row) if row is not None else None
 
     def owned(self, table: str, owner_prefix: str = "") -> list[Any]:
         """Rows of `table` whose owner starts with owner_prefix (e.g. 'gateway:')."""
@@ -78,15 +131,15 @@ class NbView:
                 continue
             out.extend(r for r in rows if (row_owner(table, r) or "").startswith(owner_prefix)
                        and row_owner(table, r) is not None)
-        return sorted(out, key=lambda r: str(r.uuid))
+        return [RowView(r) for r in sorted(out, key=lambda r: str(r.uuid))]
 
-    def holders(self, child_uuid: Any) -> list[tuple[Any, str]]:
+    def _holders_of(self, child_uuid: Any) -> list[tuple[Any, str]]:
         """Every (row, column) that references the child row (to unlink it before deleting)."""
         return self._holders.get(child_uuid, [])
 
     def verify(self, row: Any, column: str) -> None:
         """Fail (and retry) the transaction if `row.column` changed since it was read."""
-        row.verify(column)
+        _raw(row).verify(column)
 
     # -- conversion of IDL rows to the plain form the planner compares ----------------------
     def actual(self, table: str, row: Any, columns: Iterable[str]) -> ActualRow:
@@ -180,7 +233,7 @@ def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
     children_of_new: dict[tuple[str, str, str], list[Any]] = {}
 
     def lookup(ref: Ref) -> Any:
-        row = created.get((ref.table, ref.id)) or view.row(ref.table, ref.id)
+        row = created.get((ref.table, ref.id)) or view._row(ref.table, ref.id)
         if row is None:
             raise NotReadyError(f"{ref.table} {ref.id!r} does not exist in the NB "
                                 "(has master-init run?)")
@@ -208,7 +261,7 @@ def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
         irow = table.rows[uuidlib.UUID(upd.actual.uuid)]
         write.update(irow, table, upd.desired, lookup, columns=upd.columns)
         if upd.relink:
-            for holder, column in view.holders(irow.uuid):
+            for holder, column in view._holders_of(irow.uuid):
                 holder.delvalue(column, irow)
             assert upd.desired.parent is not None
             link(irow, upd.desired.parent)
@@ -221,7 +274,7 @@ def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
         if irow is None:
             continue
         if arow.table in CHILD_TABLES:
-            for holder, column in view.holders(irow.uuid):
+            for holder, column in view._holders_of(irow.uuid):
                 holder.delvalue(column, irow)
         irow.delete()
         LOG.debug("delete %s %s", arow.table, arow.id)

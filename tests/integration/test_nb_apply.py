@@ -85,3 +85,22 @@ def test_an_error_in_build_writes_nothing(lab: Lab, nb: Any) -> None:
     with pytest.raises(ConfigError, match="overlap"):
         apply_rows(nb, scopes=["node:a"], build=build, timeout=10)
     assert nb_dump(lab) == before
+
+
+def test_builders_see_read_only_rows_and_follow_references(lab: Lab, nb: Any) -> None:
+    """What a builder gets from the view: plain values, references it can follow, no writes."""
+    apply_rows(nb, scopes=["node:a"], build=lambda v: switch_rows("node:a", "a", ["p1"]), timeout=10)
+    seen: dict[str, Any] = {}
+
+    def build(view: Any) -> list[Row]:
+        sw = view.row(LS, "switch:a")
+        seen["ports"] = sorted(p.name for p in sw.ports)          # a reference, followed
+        seen["equal"] = view.owned(LS, "node:")[0] == sw
+        sw.name = "renamed"                                        # refused
+        return []
+
+    before = nb_dump(lab)
+    with pytest.raises(AttributeError, match="read-only"):
+        apply_rows(nb, scopes=["node:a"], build=build, timeout=10)
+    assert seen == {"ports": ["p1"], "equal": True}
+    assert nb_dump(lab) == before
