@@ -122,12 +122,12 @@ def _defer_package_init(name: str) -> None:
 
 @functools.cache
 def _pyroute2() -> SimpleNamespace:
-    """The three pyroute2 names this module uses: IPRoute, NetlinkError, create_socket.
+    """The two pyroute2 names this module uses: IPRoute and NetlinkError.
 
     NOTE(speed): importing any pyroute2 submodule first runs `pyroute2/__init__.py`, which
     imports the whole library (ndb, ipdb, nftables, wireguard, ...): 80 ms against 52 ms for
-    the three submodules used here (pyroute2 0.9.7, median of 7 fresh processes on the 2-core
-    dev VM), paid by every CNI ADD and DEL. With the version it was measured with
+    the submodules used here (pyroute2 0.9.7, median of 7 fresh processes on the 2-core dev VM),
+    paid by every CNI ADD and DEL. With the version it was measured with
     (PYROUTE2_MEASURED) the package is registered without running that `__init__`
     (`_defer_package_init`); any other version gets the plain import. This is the only place in
     the project that touches another library's import machinery.
@@ -136,9 +136,8 @@ def _pyroute2() -> SimpleNamespace:
         _defer_package_init("pyroute2")
     from pyroute2.iproute.linux import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
-    from pyroute2.netns import create_socket
 
-    return SimpleNamespace(IPRoute=IPRoute, NetlinkError=NetlinkError, create_socket=create_socket)
+    return SimpleNamespace(IPRoute=IPRoute, NetlinkError=NetlinkError)
 
 
 @contextlib.contextmanager
@@ -498,8 +497,7 @@ def _paired(host: Any, netns_fd: int, host_link: Any, pod_link: Any | None) -> b
         return False
     if host_link.get("link") != pod_link["index"] or pod_link.get("link") != host_link["index"]:
         return False
-    nsid = host.get_netnsid(fd=netns_fd)
-    return nsid is not None and host_link.get("link_netnsid") == nsid["nsid"]
+    return _peer_in(host, host_link, netns_fd)
 
 
 # ethtool's legacy TX checksum commands (linux/ethtool.h), the ones `ethtool -K DEV tx` uses.
@@ -508,29 +506,27 @@ _ETHTOOL_GTXCSUM = 0x16
 _ETHTOOL_STXCSUM = 0x17
 
 
-def _tx_checksum(netns_fd: int, ifname: str, *, turn_off: bool) -> bool:
+def _tx_checksum(pod: Any, ifname: str, *, turn_off: bool) -> bool:
     """TX checksum offload of `ifname` in the pod netns, turned off first when `turn_off`.
 
-    An ethtool ioctl on a socket made inside the pod netns (ethtool works on names, which are
-    per netns): struct ifreq {char name[16]; struct ethtool_value *data}, with
+    An ethtool ioctl on the pod netns' rtnetlink socket: the kernel runs a device ioctl on any
+    socket in the netns the socket was made in (ethtool names are per netns), and ethtool(8)
+    itself falls back to a netlink socket for these ioctls. No second socket, so no second
+    fork into the pod netns. struct ifreq {char name[16]; struct ethtool_value *data}, with
     struct ethtool_value {u32 cmd; u32 data}."""
-    import ctypes  # loaded by pyroute2.netns already; not worth a module-level import
-
-    sock = _pyroute2().create_socket(netns=netns_fd, flags=0, family=socket.AF_INET,
-                                     socket_type=socket.SOCK_DGRAM)
+    import ctypes  # loaded by pyroute2 already; not worth a module-level import
 
     def call(cmd: int, data: int = 0) -> int:
         value = ctypes.create_string_buffer(struct.pack("=II", cmd, data))
         ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)).ljust(40, b"\0")
-        fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, ifreq)
+        fcntl.ioctl(pod.fileno(), _SIOCETHTOOL, ifreq)
         return int(struct.unpack("=II", value.raw[:8])[1])
 
-    with sock:
+    enabled = bool(call(_ETHTOOL_GTXCSUM))
+    if enabled and turn_off:
+        call(_ETHTOOL_STXCSUM, 0)
         enabled = bool(call(_ETHTOOL_GTXCSUM))
-        if enabled and turn_off:
-            call(_ETHTOOL_STXCSUM, 0)
-            enabled = bool(call(_ETHTOOL_GTXCSUM))
-        return enabled
+    return enabled
 
 
 def setup_veth_pair(*, netns_path: str, ifname: str, host_ifname: str, mac: str, ip_cidr: str,
@@ -558,7 +554,7 @@ def setup_veth_pair(*, netns_path: str, ifname: str, host_ifname: str, mac: str,
         created = _ensure_pair(host, pod, fd, netns_path=netns_path, ifname=ifname,
                                host_ifname=host_ifname, want=want)
         try:
-            _configure_pod_side(pod, fd, ifname, want, disable_tx_offload)
+            _configure_pod_side(pod, ifname, want, disable_tx_offload)
             _configure_host_side(host, host_ifname, want.mtu)
             host_link, pod_link = _link(host, host_ifname), _link(pod, ifname)
             if host_link is None or pod_link is None:
@@ -608,7 +604,7 @@ def _ensure_pair(host: Any, pod: Any, fd: int, *, netns_path: str, ifname: str, 
     return True
 
 
-def _configure_pod_side(pod: Any, fd: int, ifname: str, want: _Want, disable_tx_offload: bool) -> None:
+def _configure_pod_side(pod: Any, ifname: str, want: _Want, disable_tx_offload: bool) -> None:
     link = _link(pod, ifname)
     if link is None:
         raise HostError(f"{ifname} vanished during setup")
@@ -630,7 +626,7 @@ def _configure_pod_side(pod: Any, fd: int, ifname: str, want: _Want, disable_tx_
     if removed:
         LOG.info("ifindex %s: removed stale addresses %s", index, [str(a) for a in removed])
     _converge_routes(pod, index, want)
-    if disable_tx_offload and _tx_checksum(fd, ifname, turn_off=True):
+    if disable_tx_offload and _tx_checksum(pod, ifname, turn_off=True):
         raise HostError(f"TX checksum offload on {ifname} stays on")
 
 
@@ -689,7 +685,7 @@ def inspect_veth_pair(*, netns_path: str, ifname: str, host_ifname: str) -> Veth
             paired=host_link is not None and _paired(host, fd, host_link, pod_link),
             addresses=tuple(str(a) for a, _ in _addresses(pod, index, global_only=True)),
             routes=_routes_out_of(pod, index),
-            tx_checksum=_tx_checksum(fd, ifname, turn_off=False),
+            tx_checksum=_tx_checksum(pod, ifname, turn_off=False),
         )
         return VethPairState(**base)
 
@@ -709,29 +705,48 @@ def teardown_veth_pair(*, netns_path: str | None, ifname: str, host_ifname: str)
     """Remove the pair; True if this call deleted something.
 
     Succeeds when the pair is already gone, when `netns_path` is None or no longer exists (what
-    the CNI spec requires of DEL). The pod-side `ifname` is deleted only if it is a veth with its
-    peer in another netns; `host_ifname` only if it is a veth. A path that is not a foreign
+    the CNI spec requires of DEL). `host_ifname` is deleted only if it is a veth; when its peer
+    is in the pod netns, that deletes the pod side too. Otherwise the pod-side `ifname` is
+    deleted only if it is a veth with its peer in another netns. A path that is not a foreign
     netns is skipped with a warning rather than touched.
     """
-    removed = False
     with contextlib.ExitStack() as stack, _kernel_errors(f"remove {host_ifname} / {ifname}"):
         fd = _open_netns_for_teardown(stack, netns_path)
-        if fd is not None:
-            pod = _iproute(stack, fd)
-            link = _link(pod, ifname)
-            if link is not None and _kind(link) == "veth" and link.get("link_netnsid") is not None:
-                removed = _delete(pod, link["index"]) or removed
-            elif link is not None:
-                LOG.warning("%s: leaving %s in %s alone: not a veth to another netns", host_ifname, ifname,
-                            netns_path)
         host = _iproute(stack)
         link = _link(host, host_ifname)
-        if link is not None and _kind(link) == "veth":
-            removed = _delete(host, link["index"]) or removed
-        elif link is not None:
-            LOG.warning("%s: not deleting it: it is a %s, not a veth", host_ifname, _kind(link))
+        if link is not None and fd is not None and _kind(link) == "veth" and _peer_in(host, link, fd):
+            # The usual case needs no socket inside the pod netns (each costs a fork).
+            removed = _delete(host, link["index"])
+        else:
+            removed = _delete_each_end(stack, host, fd, netns_path=netns_path, ifname=ifname,
+                                       host_ifname=host_ifname)
     LOG.info("%s: teardown done (%s)", host_ifname, "removed" if removed else "nothing to remove")
     return removed
+
+
+def _delete_each_end(stack: contextlib.ExitStack, host: Any, fd: int | None, *, netns_path: str | None,
+                     ifname: str, host_ifname: str) -> bool:
+    removed = False
+    if fd is not None:
+        pod = _iproute(stack, fd)
+        link = _link(pod, ifname)
+        if link is not None and _kind(link) == "veth" and link.get("link_netnsid") is not None:
+            removed = _delete(pod, link["index"])
+        elif link is not None:
+            LOG.warning("%s: leaving %s in %s alone: not a veth to another netns", host_ifname, ifname,
+                        netns_path)
+    link = _link(host, host_ifname)
+    if link is not None and _kind(link) == "veth":
+        removed = _delete(host, link["index"]) or removed
+    elif link is not None:
+        LOG.warning("%s: not deleting it: it is a %s, not a veth", host_ifname, _kind(link))
+    return removed
+
+
+def _peer_in(host: Any, link: Any, netns_fd: int) -> bool:
+    """The veth `link` (in the host netns) has its peer in the netns of `netns_fd`."""
+    nsid = host.get_netnsid(fd=netns_fd)
+    return nsid is not None and link.get("link_netnsid") == nsid["nsid"]
 
 
 def _open_netns_for_teardown(stack: contextlib.ExitStack, netns_path: str | None) -> int | None:

@@ -595,7 +595,7 @@ def test_cni_modules_import_nothing_heavy() -> None:
 
 
 def test_cni_add_path_loads_neither_kubernetes_nor_ovsdbapp() -> None:
-    """What ADD imports on its way (API client, netlink): three pyroute2 submodules, but not
+    """What ADD imports on its way (API client, netlink): two pyroute2 submodules, but not
     requests (the client is kube.lite's http.client), kubernetes, ovsdbapp, yaml (no kubeconfig
     here) nor pyroute2's whole library."""
     code = (
