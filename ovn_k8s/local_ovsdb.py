@@ -37,7 +37,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ovs.db.idl
 import ovs.jsonrpc
@@ -47,9 +47,7 @@ import ovs.util
 
 from ovn_k8s import naming
 from ovn_k8s.errors import ConfigError, ConnectionFailed, HostError
-
-if TYPE_CHECKING:
-    from ovn_k8s.nb.connection import TlsFiles
+from ovn_k8s.ovsdb_remote import TlsFiles, parse_remote
 
 LOG = logging.getLogger(__name__)
 
@@ -211,9 +209,6 @@ class LocalOvsdb:
         self.mode = mode
         deadline = time.monotonic() + timeout
         if not (remote.startswith("unix:") and len(remote) > 5):
-            # NOTE(speed): nb.connection's imports cost a CNI call ~4 ms; unix: needs no parsing.
-            from ovn_k8s.nb.connection import parse_remote
-
             if parse_remote(remote, WHAT)[0] == "ssl":
                 _use_tls(remote, tls)
         schema = fetch_schema(remote, deadline)

@@ -25,7 +25,7 @@ from ovn_k8s.cni.ovsdb import PodPorts, attach_ids
 from ovn_k8s.cni.protocol import CniError
 from ovn_k8s.errors import ConfigError, ConnectionFailed
 from ovn_k8s.local_ovsdb import POD_PORT_COLUMNS, LocalOvsdb, Mode
-from ovn_k8s.nb.connection import TlsFiles
+from ovn_k8s.ovsdb_remote import TlsFiles
 from sandbox.lab.proc import stop_pidfile
 from tests.helpers import self_signed_cert
 

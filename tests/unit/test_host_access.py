@@ -53,7 +53,7 @@ def test_only_local_ovsdb_and_the_nb_package_import_python_ovs() -> None:
 
 
 def test_the_checks_find_imports() -> None:
-    assert "ovn_k8s/local_ovsdb.py" in _importers("ovn_k8s.nb")
+    assert "ovn_k8s/local_ovsdb.py" in _importers("ovn_k8s.ovsdb_remote")
 
 
 # -- the pyroute2 import measure (netlink._pyroute2's NOTE) --------------------------------------
@@ -114,4 +114,4 @@ def test_importing_the_modules_loads_no_pyroute2_and_no_ovsdbapp(module: str) ->
     out = _run(f"import sys\nimport {module}\n"
                "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyroute2', 'ovsdbapp', 'kubernetes'}),\n"
                "      'ovn_k8s.nb.connection' in sys.modules)\n")
-    assert out == "[] False"  # nb.connection only for tcp: and ssl: remotes (~4 ms of imports)
+    assert out == "[] False"  # the NB engine is never loaded for the local OVS (~4 ms of imports)
