@@ -132,8 +132,18 @@ def same(desired: Mapping[Ident, Row], existing: Mapping[Ident, Applied]) -> boo
     return True
 
 
+# One frozenset per distinct set of parents (a few per node), shared by every cached row: at
+# 10k pods a frozenset per row would cost ~2 MB of the watcher's memory.
+_PARENT_SETS: dict[frozenset[Parent], frozenset[Parent]] = {}
+
+
+def _parent_set(parents: Iterable[Parent]) -> frozenset[Parent]:
+    key = frozenset(parents)
+    return _PARENT_SETS.setdefault(key, key)
+
+
 def _parents_of(row: Row) -> frozenset[Parent]:
-    return frozenset((row.parent,)) if row.parent is not None else frozenset()
+    return _parent_set((row.parent,) if row.parent is not None else ())
 
 
 class _ParentIndex:
@@ -336,7 +346,7 @@ def scan_tables(tables: Any, *, key_of: KeyOf, columns: Mapping[str, Iterable[st
             key = key_of(table, rid, ext)
             if key is None:
                 continue
-            parents = frozenset(holders.get(irow.uuid, ()))
+            parents = _parent_set(holders.get(irow.uuid, ()))
             row = Row(table, rid, owner or "", plain(schema, irow, cols, strip_owner=True, external_ids=ext),
                       parent=next(iter(parents)) if len(parents) == 1 else None)
             applied = Applied(row, str(irow.uuid), parents)
