@@ -122,8 +122,8 @@ def same(desired: Mapping[Ident, Row], existing: Mapping[Ident, Applied]) -> boo
         app = existing[ident]
         if not app.verified:
             return False
-        if app.row is row:
-            continue
+        if (app.row is row or app.row == row) and app.parents is _parents_of(row):
+            continue                   # the common case: as last written (parent sets are shared)
         if app.row.owner != row.owner or app.parents != _parents_of(row):
             return False
         if app.row.columns.keys() != row.columns.keys() or any(
@@ -142,8 +142,15 @@ def _parent_set(parents: Iterable[Parent]) -> frozenset[Parent]:
     return _PARENT_SETS.setdefault(key, key)
 
 
+_ONE_PARENT: dict[Parent | None, frozenset[Parent]] = {}
+
+
 def _parents_of(row: Row) -> frozenset[Parent]:
-    return _parent_set((row.parent,) if row.parent is not None else ())
+    """{row.parent} (or the empty set), the shared instance."""
+    found = _ONE_PARENT.get(row.parent)
+    if found is None:
+        found = _ONE_PARENT[row.parent] = _parent_set((row.parent,) if row.parent is not None else ())
+    return found
 
 
 class _ParentIndex:
