@@ -20,12 +20,14 @@ from ovn_k8s import naming
 from ovn_k8s.errors import NotReadyError
 from ovn_k8s.nb import write
 from ovn_k8s.nb.model import (
+    BY_NAME_TABLES,
     CHILD_TABLES,
     PARENT_COLUMNS,
     ActualRow,
     Parent,
     Ref,
     Row,
+    by_name,
     row_id,
     row_owner,
 )
@@ -97,6 +99,8 @@ class NbView:
                 continue
             for row in idl.tables[table].rows.values():
                 rid = row_id(table, row)
+                if rid is None and table in BY_NAME_TABLES:
+                    rid = by_name(row.name)      # made by hand: reachable by name only
                 if rid is not None:
                     self._by_id.setdefault((table, rid), []).append(row)
                     self._ident[row.uuid] = (table, rid)
@@ -183,7 +187,7 @@ class ApplyCommand(ovs_command.BaseCommand):
         view = NbView(self.api.idl)
         desired = self.build(view)
         wanted_ids = {(r.table, r.id) for r in desired}
-        columns_of = {(r.table, r.id): tuple(r.columns) for r in desired}
+        columns_of = {(r.table, r.id): (*r.columns, *(r.members or ())) for r in desired}
         actual: list[ActualRow] = []
         for table in MANAGED_TABLES:
             if table not in self.api.idl.tables:
@@ -253,6 +257,8 @@ def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
         table = idl.tables[row.table]
         for col, val in write.desired_columns(row, lookup).items():
             setattr(irow, col, write.column_value(table, col, val))
+        for col, refs in (row.members or {}).items():
+            setattr(irow, col, [lookup(ref) for ref in refs])
         if row.parent is not None:
             link(irow, row.parent)
         LOG.debug("create %s %s", row.table, row.id)
@@ -260,6 +266,9 @@ def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
         table = idl.tables[upd.desired.table]
         irow = table.rows[uuidlib.UUID(upd.actual.uuid)]
         write.update(irow, table, upd.desired, lookup, columns=upd.columns)
+        for col, refs in upd.add_members.items():
+            for ref in refs:      # by mutation: members users added by hand stay
+                irow.addvalue(col, lookup(ref))
         if upd.relink:
             for holder, column in view._holders_of(irow.uuid):
                 holder.delvalue(column, irow)

@@ -6,7 +6,9 @@ other tools or by hand can be adopted by name). `columns` hold the full value of
 the row owns; columns not listed (a switch's `ports`, a port's `up`) are never touched. A row
 that lives inside another (a port in a switch, a route in a router) names its `parent`; it is
 linked into the parent's column by mutation, so concurrent writers of sibling rows do not
-conflict.
+conflict. A reference set the row shares with users (a router's `load_balancer`, to which
+users add their own load balancers by hand) is listed in `members`, not `columns`: the row
+owns only those members, which are added by mutation when missing; others' are left alone.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class Row:
     owner: str
     columns: Mapping[str, Any] = field(default_factory=dict)
     parent: Parent | None = None
+    # set column -> the references this row owns in it (full-scan mode only; see the module
+    # docstring). A member no longer listed is not removed: it cannot be told from a user's.
+    members: Mapping[str, tuple[Ref, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,9 @@ CHILD_TABLES = frozenset({"Logical_Switch_Port", "Logical_Router_Port",
                           "Logical_Router_Static_Route", "NAT", "ACL"})
 # Tables with a unique `name` index: there the id is the name.
 NAMED_TABLES = frozenset({"Logical_Switch_Port", "Logical_Router_Port", "Load_Balancer_Group"})
+# Tables whose rows made by hand (`ovn-nbctl ls-add`: no identity) builders may still name,
+# as `Ref(table, by_name(name))`, e.g. to put a port into a switch a user made.
+BY_NAME_TABLES = frozenset({"Logical_Switch", "Logical_Router"})
 # Tables without external_ids (ownership is by reserved name).
 NO_EXTERNAL_IDS = frozenset({"Load_Balancer_Group"})
 # Where children live: child table -> (parent table, column).
@@ -82,6 +90,11 @@ IDL_INDEXES = frozenset({("Logical_Switch_Port", "name")})
 TABLE_ORDER = ("Load_Balancer_Group", "Load_Balancer", "Logical_Router", "Logical_Switch",
                "Logical_Router_Port", "Logical_Switch_Port", "Logical_Router_Static_Route", "NAT",
                "ACL", "Chassis_Template_Var")
+
+
+def by_name(name: str) -> str:
+    """The identity under which NbView knows a BY_NAME_TABLES row that has none of its own."""
+    return f"name:{name}"
 
 
 # -- identity and plain values of IDL rows (duck-typed: python-ovs rows, no import needed) ------

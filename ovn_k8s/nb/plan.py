@@ -21,6 +21,8 @@ class Update:
     desired: Row
     columns: Mapping[str, Any]      # only the columns whose value differs
     relink: bool = False            # the row must move to desired.parent
+    # members of desired.members the row lacks: added by mutation, the column's others kept
+    add_members: Mapping[str, tuple[Ref, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -61,6 +63,17 @@ def _order(row: Row | ActualRow) -> tuple[int, str]:
     return (TABLE_ORDER.index(row.table) if row.table in TABLE_ORDER else len(TABLE_ORDER), row.id)
 
 
+def missing_members(row: Row, actual: ActualRow) -> dict[str, tuple[Ref, ...]]:
+    """The members of `row.members` that the actual row's set columns lack."""
+    out = {}
+    for col, refs in (row.members or {}).items():
+        have = set(actual.columns.get(col) or ())
+        lacking = tuple(r for r in refs if r not in have)
+        if lacking:
+            out[col] = lacking
+    return out
+
+
 def plan_rows(desired: Iterable[Row], actual: Iterable[ActualRow]) -> Plan:
     wanted: dict[tuple[str, str], Row] = {}
     for row in desired:
@@ -87,8 +100,10 @@ def plan_rows(desired: Iterable[Row], actual: Iterable[ActualRow]) -> Plan:
             plan.create.append(row)
             continue
         relink = row.parent is not None and row.parent != keep.parent
-        if changed or relink or keep.owner != row.owner:
-            plan.update.append(Update(actual=keep, desired=row, columns=changed, relink=relink))
+        missing = missing_members(row, keep)
+        if changed or relink or missing or keep.owner != row.owner:
+            plan.update.append(Update(actual=keep, desired=row, columns=changed, relink=relink,
+                                      add_members=missing))
     for rows in found.values():
         plan.delete.extend(rows)
     plan.delete.sort(key=_order)

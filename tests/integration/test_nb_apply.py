@@ -9,7 +9,7 @@ import pytest
 
 from ovn_k8s.errors import ConfigError
 from ovn_k8s.nb import connection
-from ovn_k8s.nb.model import Parent, Row
+from ovn_k8s.nb.model import Parent, Ref, Row, by_name
 from ovn_k8s.overlay import apply_rows
 from sandbox.lab.cluster import Lab
 from sandbox.lab.proc import wait_for
@@ -104,3 +104,59 @@ def test_builders_see_read_only_rows_and_follow_references(lab: Lab, nb: Any) ->
         apply_rows(nb, scopes=["node:a"], build=build, timeout=10)
     assert seen == {"ports": ["p1"], "equal": True}
     assert nb_dump(lab) == before
+
+
+def test_members_are_linked_by_mutation_and_members_added_by_hand_stay(lab: Lab, nb: Any) -> None:
+    """A router's load_balancer shared with users: we add our LB when missing, never drop theirs."""
+    LR, LB = "Logical_Router", "Load_Balancer"
+
+    def build(view: Any) -> list[Row]:
+        return [Row(LB, "lb:ours", "gw:a", {"name": "ours", "protocol": "tcp", "external_ids": {}}),
+                Row(LR, "router:a", "gw:a", {"name": "a", "external_ids": {}},
+                    members={"load_balancer": (Ref(LB, "lb:ours"),)})]
+
+    def lbs_of_router() -> set[str]:
+        names = {r["_uuid"]: r["name"] for r in rows(lab, LB, "_uuid", "name")}
+        (router,) = rows(lab, LR, "load_balancer", where=["name=a"])
+        value = router["load_balancer"]
+        return {names[u] for u in (value if isinstance(value, list) else [value] if value else [])}
+
+    assert apply_rows(nb, scopes=["gw:a"], build=build, timeout=10).summary() == "+2 ~0 -0"
+    assert lbs_of_router() == {"ours"}
+    # the original walkthrough: lb-add, then `set logical_router ... load_balancer=` (whole column)
+    lab.nbctl("lb-add", "theirs", "10.10.1.12:32350", "192.168.1.2:80")
+    theirs = lab.nbctl("--bare", "--columns=_uuid", "find", LB, "name=theirs")
+    lab.nbctl("set", LR, "a", f"load_balancer={theirs}")
+    wait_for(lambda: len(nb.tables[LR].rows[next(iter(nb.tables[LR].rows))].load_balancer) == 1
+             and len(nb.tables[LB].rows) == 2, 10, "the IDL to see the hand-made change")
+    plan = apply_rows(nb, scopes=["gw:a"], build=build, timeout=10)
+    assert plan.summary() == "+0 ~1 -0"
+    assert lbs_of_router() == {"ours", "theirs"}
+    before = nb_dump(lab)
+    assert not apply_rows(nb, scopes=["gw:a"], build=build, timeout=10)
+    assert nb_dump(lab) == before
+    # deleting the owner's rows leaves the user's load balancer alone
+    apply_rows(nb, scopes=["gw:a"], build=lambda v: [], timeout=10)
+    assert identities(lab) == {(LB, "theirs")}
+
+
+def test_a_switch_made_by_hand_is_reachable_by_name(lab: Lab, nb: Any) -> None:
+    """`ovn-nbctl ls-add` makes a switch without our identity: builders name it by_name(name) to
+    put a port into it (by mutation); the switch itself is never adopted or rewritten."""
+    lab.nbctl("ls-add", "hand", "--", "set", "logical_switch", "hand", "other_config:subnet=10.9.0.0/24")
+    wait_for(lambda: len(nb.tables[LS].rows) == 1, 10, "the IDL to see the switch")
+    before = rows(lab, LS, "_uuid", "external_ids", "other_config")
+    seen: list[str] = []
+
+    def build(view: Any) -> list[Row]:
+        seen.extend(sw.other_config["subnet"] for sw in view.rows(LS, by_name("hand")))
+        return [Row(LSP, "p1", "task:1", {"name": "p1", "addresses": ["unknown"], "external_ids": {}},
+                    parent=Parent(LS, by_name("hand"), "ports"))]
+
+    assert apply_rows(nb, scopes=["task:1"], build=build, timeout=10).summary() == "+1 ~0 -0"
+    assert seen == ["10.9.0.0/24"]
+    assert lab.nbctl("lsp-get-ls", "p1").endswith("(hand)")
+    assert not apply_rows(nb, scopes=["task:1"], build=build, timeout=10)
+    apply_rows(nb, scopes=["task:1"], build=lambda v: [], timeout=10)
+    assert rows(lab, LS, "_uuid", "external_ids", "other_config") == before
+    assert identities(lab) == {(LS, "hand")}
