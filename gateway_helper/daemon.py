@@ -18,6 +18,10 @@ whatever is there. Until the first service list is in, the flows are left alone,
 never removes a NodePort that still exists. The flows also stay when the helper exits: traffic
 keeps flowing while it is restarted or upgraded.
 
+The process side is OVS's (`ovn_k8s.ovs_daemon`): --detach (the parent exits once the bridge,
+the NIC and the API server settings checked out and the control socket answers), --pidfile,
+--monitor, --log-file, -v, and `ovs-appctl -t ovn-k8s-gateway-helper status|exit|vlog/...`.
+
 `GatewayHelper` is the event -> flows core; it takes its inputs, applier and clock as arguments,
 so tests run it without OVS (tests/unit/test_gateway_daemon.py).
 """
@@ -36,7 +40,7 @@ from typing import Any
 from gateway_helper.inputs import InputReader, Inputs
 from gateway_helper.metrics import GatewayMetrics, MetricsServer
 from gateway_helper.services import parse
-from ovn_k8s import config, naming, pidfile, process
+from ovn_k8s import config, naming, ovs_daemon, process
 from ovn_k8s.errors import ConfigError, OvnK8sError
 from ovn_k8s.kube.watch import Event, StopEvent, Synced, WatchStats
 from ovn_k8s.openflow import COOKIE, ApplyResult, FlowApplier, ServicePorts, gateway_flows
@@ -44,9 +48,9 @@ from ovn_k8s.openflow import COOKIE, ApplyResult, FlowApplier, ServicePorts, gat
 LOG = logging.getLogger(__name__)
 PROG = "ovn-k8s-gateway-helper"
 POLL_INTERVAL = 1.0
-OPTIONS = ("ovs_db", "timeout", "log_level", "log_file", "kubeconfig", "k8s_api_server",
-           "k8s_api_token", "k8s_ca_certificate", "conntrack_zone", "flow_resync_interval",
-           "pidfile", "metrics_address")
+FLAG_OPTIONS = ("ovs_db", "timeout", "kubeconfig", "k8s_api_server", "k8s_api_token",
+                "k8s_ca_certificate", "conntrack_zone", "flow_resync_interval", "metrics_address")
+OPTIONS = (*FLAG_OPTIONS, "log_level", "log_file", "pidfile", *ovs_daemon.DAEMON_OPTIONS)
 
 
 class GatewayHelper:
@@ -218,6 +222,19 @@ class GatewayHelper:
         self.stopping.set()
         self.wake.set()
 
+    def status(self, bridge: str) -> str:
+        """`ovs-appctl -t ovn-k8s-gateway-helper status`: the flows installed, and why not."""
+        ok, why = self.health()
+        services = self.services()
+        applied = self.applier.applied
+        return "\n".join([
+            f"bridge: {bridge}",
+            f"state: {'ok' if ok else why}",
+            f"services synced: {'yes' if self._synced else 'no'}",
+            f"services: {len(services)} ({sum(1 for s in services if not s.empty)} with ports)",
+            f"flows installed: {len(applied) if applied is not None else 'none yet'}",
+        ]) + "\n"
+
     def health(self) -> tuple[bool, str]:
         if self.fatal:
             return False, self.fatal
@@ -231,14 +248,6 @@ class GatewayHelper:
 
 
 # --- process plumbing ---------------------------------------------------------------------------
-def write_pidfile(path: str) -> None:
-    pidfile.write(path, PROG)
-
-
-def remove_pidfile(path: str) -> None:
-    pidfile.remove(path)
-
-
 def _parse_ipv4(raw: str | None) -> str | None:
     if not raw:
         return None
@@ -267,13 +276,33 @@ def serve(args: argparse.Namespace) -> int:
 
     bridge, nic = args.physical_bridge, args.physical_interface
     physical_ip = _parse_ipv4(args.physical_ip)
-    pre = config.resolve(args, ("ovs_db", "timeout"))
-    cleanup: list[Callable[[], Any]] = []
+    pre = config.resolve(args, ("ovs_db", "timeout", "log_level", "log_file", "pidfile",
+                                *ovs_daemon.DAEMON_OPTIONS))
+    ovs_daemon.Daemon.set_dirs(pre)
+    ovs_daemon.setup_logging(PROG, level=pre.log_level, verbose=args.verbose,
+                             log_file=ovs_daemon.log_file_path(pre.log_file, PROG))
+    args.pidfile = pre.pidfile                 # the flag, else env or config file
+    holder: list[GatewayHelper] = []
+
+    def stop_helper() -> None:
+        if holder:
+            holder[0].stop()
+
+    def status() -> str:
+        return holder[0].status(bridge) if holder else (f"bridge: {bridge}\nstate: starting "
+                                                    "(connecting to the local OVS database)\n")
+
+    daemon = ovs_daemon.Daemon(PROG, args, stop=stop_helper, status=status)
+    daemon.start()                             # --detach/--monitor fork here
+    cleanup: list[Callable[[], Any]] = [daemon.close]
     try:
-        ovs = LocalOvsdb(pre.ovs_db, timeout=pre.timeout)
+        # A local OVSDB that accepts and never answers must not hold up a stop.
+        done, ovs = ovs_daemon.call_or_stop(lambda: LocalOvsdb(pre.ovs_db, timeout=pre.timeout),
+                                            daemon.stopping)
+        if not done:
+            return 0
         cleanup.append(ovs.close)
         cfg = config.resolve(args, OPTIONS, ovs_external_ids=ovs.external_ids)
-        process.setup_logging(cfg.log_level, cfg.log_file)
         _check_settings(cfg)
         ovs_ids = ovs.external_ids()
         node = naming.node_name(args.node_name or ovs_ids.get("hostname") or socket.gethostname())
@@ -287,15 +316,15 @@ def serve(args: argparse.Namespace) -> int:
         client = KubeClient(params, user_agent=f"{PROG}/{node}")
         cleanup.append(client.close)
 
-        if cfg.pidfile:
-            write_pidfile(cfg.pidfile)
-            cleanup.append(lambda: remove_pidfile(cfg.pidfile))
         metrics = GatewayMetrics(node)
         stats = WatchStats()
         helper = GatewayHelper(
             read_inputs=reader.read, zone=cfg.conntrack_zone, metrics=metrics,
             applier=FlowApplier(bridge, cookie=COOKIE, timeout=cfg.timeout),
             resync_interval=cfg.flow_resync_interval, watch_stats=stats)
+        holder.append(helper)
+        if daemon.stopping.is_set():
+            return 0
         if cfg.metrics_address:
             server = MetricsServer(cfg.metrics_address, metrics, helper.health)
             server.start()
@@ -303,8 +332,6 @@ def serve(args: argparse.Namespace) -> int:
             LOG.info("metrics on http://%s:%d/metrics", *server.address)
 
         stop = StopEvent()
-
-        process.stop_on_signals(helper.stop, LOG)
 
         def watch() -> None:
             try:
@@ -322,11 +349,12 @@ def serve(args: argparse.Namespace) -> int:
                  first.ports.patch, first.host_ip, cfg.conntrack_zone, COOKIE, client.server,
                  params.source)
         watcher.start()
+        daemon.serving()                       # a --detach parent exits 0 now
         try:
             helper.run()
         finally:
             stop.set()  # interrupts a blocked watch read at once
-            watcher.join(timeout=5)
+            watcher.join(timeout=2)
         if helper.fatal:
             raise OvnK8sError(helper.fatal)
         LOG.info("stopped; the flows stay in place")
@@ -356,10 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: the bridge's only IPv4 address)")
     group = parser.add_argument_group("global options")
     config.add_config_flag(group)  # type: ignore[arg-type]
-    config.add_options(group, OPTIONS)  # type: ignore[arg-type]
+    config.add_options(group, FLAG_OPTIONS)  # type: ignore[arg-type]
+    ovs_daemon.add_args(parser, PROG)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return process.run(PROG, serve, args)
+    return process.run(PROG, serve, args, logging_setup=False)

@@ -112,7 +112,24 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
            file_key="pidfile", metavar="FILE"),
     Option("metrics_address", "serve /metrics and /healthz over HTTP on HOST:PORT (off when "
            "unset)", file_key="metrics_address", metavar="HOST:PORT"),
+    # -- the original's daemon keys -----------------------------------------------------------
+    Option("rundir", "the daemons' run directory: pidfile and ovs-appctl control socket "
+           "(default: $OVS_RUNDIR, else /var/run/openvswitch)", file_key="rundir", metavar="DIR"),
+    Option("logdir", "where --log-file without a name writes (default: $OVS_LOGDIR, else "
+           "/var/log/openvswitch)", file_key="logdir", metavar="DIR"),
+    Option("unix_socket", "the NB server's unix socket: the watcher's NB when no --ovn-nb (flag, "
+           "env or file ovn_nb) is given (default: /var/run/openvswitch/ovnnb_db.sock if it "
+           "exists, else OVS external_ids:ovn-nb)", file_key="unix_socket", metavar="PATH"),
+    Option("ovn_mode", "the network mode; overlay is the only one", default="overlay",
+           file_key="ovn_mode", metavar="MODE"),
 ]}
+
+# Keys of the original tools' file that no option reads, refused with where the setting went.
+REFUSED_FILE_KEYS = {
+    "log_path": "the CNI plugin's log file is \"log_file\" in its network configuration "
+                "(the .conf/.conflist in --cni-conf-dir), not a key of this file",
+}
+MODES = ("overlay",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,14 +177,30 @@ def read_config_file(path: str | None) -> dict[str, Any]:
         parser.read(path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid INI: {str(e).splitlines()[0]}") from None
+    others = [name for name in parser.sections() if name != "default"]
+    if others:
+        raise ConfigError(f"config file {path}: section [{others[0]}] is not read: every key "
+                          "goes in [default] (the original tools' format)")
     if not parser.has_section("default"):
         return {}
     out: dict[str, Any] = {}
+    known = {o.file_key for o in OPTIONS.values() if o.file_key}
     for key, raw in parser.items("default"):
+        # Nothing read is silently ignored: a key no option reads is an error.
+        if key in REFUSED_FILE_KEYS:
+            raise ConfigError(f"config file {path}: {key} is not supported: "
+                              f"{REFUSED_FILE_KEYS[key]}")
+        if key not in known:
+            raise ConfigError(f"config file {path}: unknown key {key!r} in [default] (known: "
+                              f"{', '.join(sorted(known))})")
         try:
             out[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             out[key] = raw
+    mode = out.get("ovn_mode", "overlay")
+    if mode not in MODES:
+        raise ConfigError(f"config file {path}: ovn_mode = {mode!r}: OVN mode not supported "
+                          f"(only {', '.join(MODES)})")
     return out
 
 

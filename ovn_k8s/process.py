@@ -3,7 +3,8 @@ the daemons (the watcher, the gateway helper): the global flags, logging, the NB
 from resolved settings, the one-line error exit, and stopping on SIGTERM/SIGINT.
 
 It lives below the front ends (`ovn_k8s/cli/`, `watcher/daemon.py`, `gateway_helper/daemon.py`)
-so that a daemon never imports a command's package. PID files are `ovn_k8s/pidfile.py`.
+so that a daemon never imports a command's package. The daemons' own process side (pidfile,
+--detach, vlog, ovs-appctl) is `ovn_k8s/ovs_daemon.py`.
 """
 
 from __future__ import annotations
@@ -30,21 +31,60 @@ GLOBAL_OPTIONS = (*NB_OPTIONS, "ovs_db", "timeout", "log_level", "log_file")
 Given = argparse.Namespace | Mapping[str, Any]
 
 
-def global_parent(extra: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """An argparse parent with --config and the global flags, shared by every subcommand."""
+def option_parent(names: Sequence[str], *, suppress_defaults: bool = False,
+                  title: str = "global options") -> argparse.ArgumentParser:
+    """An argparse parent with --config and the named options' flags.
+
+    `suppress_defaults`: the flags set nothing unless given, so that the same flags can sit on
+    the main parser and on each subcommand (`ovn-nbctl --db=... ls-add` style: shared flags
+    before or after the subcommand) without a subcommand's unset flags erasing the ones given
+    before it. `fill_defaults` then sets the rest to None."""
     parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("global options")
+    group = parent.add_argument_group(title)
     config.add_config_flag(group)  # type: ignore[arg-type]
-    config.add_options(group, (*GLOBAL_OPTIONS, *extra))  # type: ignore[arg-type]
+    config.add_options(group, names)  # type: ignore[arg-type]
+    if suppress_defaults:
+        for action in parent._actions:
+            action.default = argparse.SUPPRESS
     return parent
+
+
+def global_parent(extra: Sequence[str] = (), *, without: Sequence[str] = (),
+                  suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """`option_parent` of the global flags, plus `extra`, minus `without`."""
+    return option_parent([n for n in (*GLOBAL_OPTIONS, *extra) if n not in without],
+                         suppress_defaults=suppress_defaults)
+
+
+def shared_flags_anywhere(parser: argparse.ArgumentParser,
+                          names: Sequence[str] = GLOBAL_OPTIONS) -> None:
+    """Accept --config and the `names` flags before the subcommand too. The subcommands must
+    take them from `option_parent(..., suppress_defaults=True)`; call `fill_defaults` after
+    parsing."""
+    parent = option_parent(names, suppress_defaults=True)
+    group = parser.add_argument_group("global options (before or after the command)")
+    for action in parent._actions:
+        group._add_action(action)
+
+
+def fill_defaults(args: argparse.Namespace, names: Sequence[str] = GLOBAL_OPTIONS
+                  ) -> argparse.Namespace:
+    """--config and every named option given nowhere: None ('unset', for config.resolve)."""
+    for name in ("config", *names):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    return args
 
 
 def setup_logging(level: str | None, log_file: str | None) -> None:
     numeric = getattr(logging, (level or "warning").upper(), None)
     if not isinstance(numeric, int):
         raise ConfigError(f"--log-level: {level!r} is not one of debug, info, warning, error")
-    handler: logging.Handler = (logging.FileHandler(log_file) if log_file
-                                else logging.StreamHandler(sys.stderr))
+    try:
+        handler: logging.Handler = (logging.FileHandler(log_file) if log_file
+                                    else logging.StreamHandler(sys.stderr))
+    except OSError as e:
+        raise ConfigError(f"--log-file: {log_file}: {e.strerror or e}") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -67,10 +107,14 @@ def connect_nb(cfg: config.Config) -> Any:
                               timeout=cfg.timeout, tls=tls_files(cfg))
 
 
-def run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a command; an OvnK8sError becomes one line on stderr and exit status 1."""
+def run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace, *,
+        logging_setup: bool = True) -> int:
+    """Run a command; an OvnK8sError becomes one line on stderr and exit status 1.
+    `logging_setup=False`: the daemons set up ovs.vlog themselves (ovn_k8s.ovs_daemon)."""
     try:
-        setup_logging(getattr(args, "log_level", None) or _env_level(), getattr(args, "log_file", None))
+        if logging_setup:
+            setup_logging(getattr(args, "log_level", None) or _env_level(),
+                          getattr(args, "log_file", None))
         return func(args)
     except OvnK8sError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -11,9 +11,14 @@ Life cycle:
 3. Standby until the lock is ours: a second watcher started at the same time waits here,
    with its informers warm, and takes over when the first one's NB connection goes away.
 4. Sync before serving (`PodController.sync`, the services' `sync`), then start the workers.
-5. Serve until SIGTERM/SIGINT (stop the watches, drain the queues, close the NB, remove the
-   pidfile, exit 0), or until another watcher holds the lock after an NB reconnect (exit 1, so
-   a supervisor restarts this one as a standby).
+5. Serve until SIGTERM/SIGINT or `ovs-appctl -t ovn-k8s-watcher exit` (stop the watches,
+   drain the queues for at most 2 s, close the NB, remove the pidfile, exit 0; always within
+   5 s), or until another watcher holds the lock after an NB reconnect (exit 1, so a
+   supervisor restarts this one as a standby).
+
+The process side is OVS's (`ovn_k8s.ovs_daemon`): --detach (the parent exits once the checks
+passed and the control socket answers), --pidfile, --monitor, --log-file, -v, and the
+`status` command of ovs-appctl.
 
 Every thread reports its failure: a watch thread logs and starts over; a worker that dies
 ends the daemon with status 1.
@@ -24,7 +29,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +36,7 @@ from typing import Any
 
 import tenacity
 
-from ovn_k8s import config, naming, pidfile, process
+from ovn_k8s import config, naming, ovs_daemon, process
 from ovn_k8s.desired.pods import SWITCH_ID_PREFIX
 from ovn_k8s.desired.services import AffinityMode, NodePortMode
 from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
@@ -51,14 +55,18 @@ from watcher.service_controller import ServiceController
 LOG = logging.getLogger(__name__)
 PROG = "ovn-k8s-watcher"
 NB_LOCK = "ovn_k8s_watcher"          # an OVSDB lock id: letters, digits and underscores
-DRAIN_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 2.0
+SHUTDOWN_TIMEOUT = 3.5       # under ovs_daemon.STOP_GRACE: a stop never needs the watchdog
+# The original watcher's only NB: the NB server's unix socket (config key unix_socket).
+ORIGINAL_UNIX_SOCKET = "/var/run/openvswitch/ovnnb_db.sock"
 # 0.5 s doubling to 30 s, plus up to 0.5 s of jitter so that restarted watchers spread out.
 CONNECT_BACKOFF = tenacity.wait_exponential(multiplier=0.5, max=30.0) + tenacity.wait_random(0, 0.5)
 KUBE_OPTIONS = ("kubeconfig", "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
                 "k8s_ca_certificate_data")
-WATCHER_OPTIONS = ("pidfile", "metrics_address", "pod_batch_size", "annotation_workers",
+WATCHER_OPTIONS = ("metrics_address", "pod_batch_size", "annotation_workers",
                    "max_retries", "resync_interval", "nodeport_mode", "affinity_mode")
-OPTIONS = (*process.GLOBAL_OPTIONS, *KUBE_OPTIONS, *WATCHER_OPTIONS)
+OPTIONS = (*process.GLOBAL_OPTIONS, *KUBE_OPTIONS, *WATCHER_OPTIONS, "unix_socket", "pidfile",
+           *ovs_daemon.DAEMON_OPTIONS)
 # The NB changes the controllers react to: a node switch's subnet or identity (pods), a
 # gateway router's chassis, physical IP or name (services). A switch's `ports` and other
 # link columns change with every pod and are not watched.
@@ -76,18 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Keep the OVN Northbound database equal to what the Kubernetes cluster "
                     "wants: a logical switch port, address and `ovn` annotation for every pod, "
-                    "load balancers for services. Runs in the foreground; stops cleanly on "
-                    "SIGTERM.",
-        parents=[process.global_parent()])
+                    "load balancers for services. Runs in the foreground unless --detach; "
+                    f"stops cleanly on SIGTERM or `ovs-appctl -t {PROG} exit`.",
+        parents=[process.global_parent(without=("log_level", "log_file"))])
     kube = parser.add_argument_group("Kubernetes API (first that applies: --kubeconfig or "
                                      "$KUBECONFIG, k8s-api-server, in-cluster service account, "
                                      "~/.kube/config)")
     config.add_options(kube, KUBE_OPTIONS)  # type: ignore[arg-type]
     daemon = parser.add_argument_group("daemon")
-    config.add_options(daemon, WATCHER_OPTIONS)  # type: ignore[arg-type]
-    parser.add_argument("--overlay", action="store_true",
-                        help="accepted for compatibility with the original watcher: overlay is "
-                             "the only mode")
+    config.add_options(daemon, (*WATCHER_OPTIONS, "unix_socket"))  # type: ignore[arg-type]
+    ovs_daemon.add_args(parser, PROG)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--overlay", action="store_true",
+                      help="overlay mode, the only one (the original watcher required it; "
+                           "accepted and optional here)")
+    mode.add_argument("--underlay", action="store_true",
+                      help="refused: underlay mode is not implemented (as in the original)")
+    mode.add_argument("--openstack", action="store_true",
+                      help="refused: OpenStack mode is not implemented (as in the original)")
     return parser
 
 
@@ -115,8 +129,21 @@ def _ovs_external_ids(ovs_db: str, timeout: float) -> Callable[[], dict[str, str
 
 def resolve(args: argparse.Namespace) -> config.Config:
     pre = config.resolve(args, ("ovs_db", "timeout"))
-    return config.resolve(args, OPTIONS, ovs_external_ids=_ovs_external_ids(pre.ovs_db,
-                                                                            pre.timeout))
+    cfg = config.resolve(args, OPTIONS, ovs_external_ids=_ovs_external_ids(pre.ovs_db,
+                                                                           pre.timeout))
+    # The original watcher reached the NB only through `unix_socket` (default: the NB
+    # server's socket): it stands in for an --ovn-nb given nowhere (flag, env or file).
+    if cfg.sources["ovn_nb"] in ("flag", "env", "file"):
+        return cfg
+    socket_path = None
+    if cfg.sources["unix_socket"] != "default" and cfg.unix_socket:
+        socket_path = cfg.unix_socket
+    elif not cfg.ovn_nb and os.path.exists(ORIGINAL_UNIX_SOCKET):
+        socket_path = ORIGINAL_UNIX_SOCKET
+    if socket_path is None:
+        return cfg
+    return config.Config(values={**cfg.values, "ovn_nb": f"unix:{socket_path}"},
+                         sources={**cfg.sources, "ovn_nb": "unix_socket"})
 
 
 def kube_params(cfg: config.Config, environ: dict[str, str] | None = None) -> Any:
@@ -136,15 +163,6 @@ def kube_params(cfg: config.Config, environ: dict[str, str] | None = None) -> An
             environ=env)
     except KubeConfigError as exc:
         raise ConfigError(str(exc)) from None
-
-
-# --- pidfile ---------------------------------------------------------------------------------
-def write_pidfile(path: str) -> None:
-    pidfile.write(path, PROG)
-
-
-def remove_pidfile(path: str) -> None:
-    pidfile.remove(path)
 
 
 # --- the daemon ------------------------------------------------------------------------------
@@ -186,6 +204,35 @@ class Watcher:
             problems.append(self._fatal)
         return problems
 
+    def status(self) -> str:
+        """`ovs-appctl -t ovn-k8s-watcher status`: synced or not, leader or standby, counts."""
+        nb_up = self.nb_connected()
+        if self.synced.is_set():
+            state = "serving"
+        elif self.nb is None or not nb_up:
+            state = "connecting"
+        elif not self.has_lock():
+            state = "standby"
+        else:
+            state = "syncing"
+        lines = [f"state: {state}",
+                 f"synced: {'yes' if self.synced.is_set() else 'no'}",
+                 f"role: {'leader' if self.has_lock() else 'standby'} (NB lock {NB_LOCK})",
+                 f"nb: {self.cfg.ovn_nb} ({'connected' if nb_up else 'not connected'})"]
+        for informer in self.informers:
+            lines.append(f"watch {informer.resource}: "
+                         f"{'listed' if informer.synced.is_set() else 'not listed yet'}")
+        if self.pods is not None:
+            lines.append(f"pods: {len(self.pods.store)} (queued {len(self.pods.queue)})")
+        if self.services is not None:
+            svc = self.services
+            lines.append(f"services: {len(svc.services)} (queued {len(svc.queue)})")
+            lines.append(f"endpointslices: {len(svc.slices)}" if svc.use_slices
+                         else f"endpoints: {len(svc.endpoints)}")
+        if self._fatal:
+            lines.append(f"failed: {self._fatal}")
+        return "\n".join(lines) + "\n"
+
     def ready(self) -> tuple[bool, str]:
         if self.synced.is_set():
             return True, "ok"
@@ -209,7 +256,10 @@ class Watcher:
                 with attempt:
                     if self.stop.is_set():
                         return None
-                    return fn()
+                    # In a helper thread: a server that accepts and never answers must not
+                    # hold up a stop.
+                    done, result = ovs_daemon.call_or_stop(fn, self.stop)
+                    return result if done else None
         except (ConnectionFailed, KubeError):
             return None                     # stopped while the last attempt failed
         return None
@@ -282,7 +332,9 @@ class Watcher:
         thread.start()
         self._workers.append(thread)
 
-    def run(self) -> int:
+    def check(self) -> Any:
+        """Everything that can be wrong before connecting, as one ConfigError; the API
+        server's connection parameters."""
         cfg = self.cfg
         if not cfg.ovn_nb:
             process.connect_nb(cfg)           # raises the standard "address not set" error
@@ -294,27 +346,16 @@ class Watcher:
             if getattr(cfg, name) not in {m.value for m in enum}:
                 raise ConfigError(f"{config.OPTIONS[name].flag}: {getattr(cfg, name)!r} is not "
                                   f"one of {', '.join(m.value for m in enum)}")
-        params = kube_params(cfg)
-        if cfg.pidfile:
-            write_pidfile(cfg.pidfile)
+        return kube_params(cfg)
+
+    def run(self, params: Any) -> int:
         try:
             return self._run(params)
         finally:
             self._shutdown()
-            if cfg.pidfile:
-                remove_pidfile(cfg.pidfile)
-
-    def _install_signals(self) -> None:
-        def on_signal(signum: int, frame: Any) -> None:
-            LOG.info("signal %d: stopping", signum)
-            self.stop.set()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, on_signal)
 
     def _run(self, params: Any) -> int:
         cfg = self.cfg
-        if threading.current_thread() is threading.main_thread():
-            self._install_signals()
         if cfg.metrics_address:
             self._metrics_server = MetricsServer(cfg.metrics_address, self.metrics,
                                                  health=self.health, ready=self.ready).start()
@@ -399,9 +440,14 @@ class Watcher:
 
     def _shutdown(self) -> None:
         self.stop.set()
+        end = time.monotonic() + SHUTDOWN_TIMEOUT
+
+        def left(most: float = SHUTDOWN_TIMEOUT) -> float:
+            return max(0.0, min(most, end - time.monotonic()))
+
         for informer in self.informers:
-            informer.join(timeout=5)
-        deadline = time.monotonic() + DRAIN_TIMEOUT
+            informer.join(timeout=left(1.0))
+        deadline = time.monotonic() + left(DRAIN_TIMEOUT)
         for controller in (self.pods, self.services):
             if controller is None:
                 continue
@@ -411,7 +457,7 @@ class Watcher:
                                 type(controller).__name__, DRAIN_TIMEOUT)
             controller.shutdown()
         for thread in self._workers:
-            thread.join(timeout=30)
+            thread.join(timeout=left())
         for controller in (self.pods, self.services):
             if controller is not None:
                 controller.close()
@@ -429,12 +475,38 @@ class Watcher:
         LOG.info("stopped")
 
 
+def serve(args: argparse.Namespace) -> int:
+    if args.underlay or args.openstack:
+        raise ConfigError(f"{'Underlay' if args.underlay else 'OpenStack'} mode not "
+                          "implemented: overlay is the only mode")
+    pre = config.resolve(args, ("log_level", "log_file", "pidfile", *ovs_daemon.DAEMON_OPTIONS))
+    ovs_daemon.Daemon.set_dirs(pre)
+    ovs_daemon.setup_logging(PROG, level=pre.log_level, verbose=args.verbose,
+                             log_file=ovs_daemon.log_file_path(pre.log_file, PROG))
+    args.pidfile = pre.pidfile                 # the flag, else env or config file
+    holder: list[Watcher] = []
+
+    def stop() -> None:
+        if holder:
+            holder[0].stop.set()
+
+    def status() -> str:
+        return holder[0].status() if holder else "state: starting\n"
+
+    daemon = ovs_daemon.Daemon(PROG, args, stop=stop, status=status)
+    daemon.start()                             # --detach/--monitor fork here
+    try:
+        watcher = Watcher(resolve(args))
+        holder.append(watcher)
+        if daemon.stopping.is_set():
+            return 0
+        params = watcher.check()
+        daemon.serving()                       # a --detach parent exits 0 now
+        return watcher.run(params)
+    finally:
+        daemon.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-
-    def run(a: argparse.Namespace) -> int:
-        cfg = resolve(a)
-        process.setup_logging(cfg.log_level, cfg.log_file)
-        return Watcher(cfg).run()
-
-    return process.run(PROG, run, args)
+    return process.run(PROG, serve, args, logging_setup=False)

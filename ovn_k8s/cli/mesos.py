@@ -30,6 +30,7 @@ from ovn_k8s.mesos.install import (
 from ovn_k8s.mesos.session import Session
 
 PROG = "ovn-mesos-init"
+EXTRAS = ("join_subnet", "conntrack_zone")
 
 
 def _tenant(args: argparse.Namespace) -> str:
@@ -132,12 +133,14 @@ def plugin_install(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="OVN for Mesos: per-tenant routers, networks and gateways "
-                               "(idempotent), published VIPs, and the CNI plugin install.")
+                               "(idempotent), published VIPs, and the CNI plugin install. "
+                               "The global options go before or after the command.")
+    process.shared_flags_anywhere(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def subcommand(name: str, help_text: str, extra: Sequence[str] = ()) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text,
-                           parents=[process.global_parent(extra)])
+                           parents=[process.global_parent(extra, suppress_defaults=True)])
         p.add_argument("--tenant-name", required=True, metavar="TENANT",
                        help="the tenant: letters, digits, '.' and '-'")
         return p
@@ -215,15 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=PLUGIN_CNI_VERSIONS,
                    help="result format the agent parses (default 0.2.0, what Mesos reads)")
     p.add_argument("--mtu", type=int, metavar="N", help="the tasks' interface MTU (default 1400)")
-    p.add_argument("--ovs-db", metavar="ADDR", help="the local OVS database, if not the default")
-    p.add_argument("--ovn-nb", metavar="ADDR",
+    # SUPPRESS: the same flags given before the command are kept (fill_defaults sets None).
+    p.add_argument("--ovs-db", metavar="ADDR", default=argparse.SUPPRESS,
+                   help="the local OVS database, if not the default")
+    p.add_argument("--ovn-nb", metavar="ADDR", default=argparse.SUPPRESS,
                    help="the NB address (default: read from external_ids:ovn-nb at each call)")
-    p.add_argument("--log-level", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--log-file", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--log-level", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--log-file", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=plugin_install)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = process.fill_defaults(build_parser().parse_args(argv),
+                                 (*process.GLOBAL_OPTIONS, *EXTRAS))
     return process.run(PROG, args.func, args)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from ovn_k8s import ipam, naming, overlay, process
 
 PROG = "ovn-k8s-overlay"
+EXTRAS = ("mtu", "join_subnet", "service_cluster_ip_range", "cni_conf_dir", "cni_bin_dir",
+          "cni_plugin")
 
 
 def master_init(args: argparse.Namespace) -> int:
@@ -48,12 +50,14 @@ def gateway_init(args: argparse.Namespace) -> int:
 # --- argument parsing --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Build the cluster's OVN topology (idempotent; run on each node).")
+        prog=PROG, description="Build the cluster's OVN topology (idempotent; run on each node). "
+        "The global options go before or after the command.")
+    process.shared_flags_anywhere(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def subcommand(name: str, help_text: str, extra: Sequence[str]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text,
-                           parents=[process.global_parent(extra)])
+                           parents=[process.global_parent(extra, suppress_defaults=True)])
         p.add_argument("--node-name", required=True,
                        help="this node's name, exactly as the kubelet reports it (lower-cased)")
         p.add_argument("--cluster-ip-subnet", required=True, metavar="CIDR",
@@ -94,5 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = process.fill_defaults(build_parser().parse_args(argv),
+                                 (*process.GLOBAL_OPTIONS, *EXTRAS))
     return process.run(PROG, args.func, args)

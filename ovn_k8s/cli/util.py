@@ -13,10 +13,11 @@ from ovn_k8s.local_ovsdb import LocalOvsdb
 from ovn_k8s.nic_bridge import nic_to_bridge
 
 PROG = "ovn-k8s-util"
+SHARED = ("ovs_db", "timeout", "log_level", "log_file")
 
 
 def nics_to_bridge(args: argparse.Namespace) -> int:
-    cfg = config.resolve(args, ("ovs_db", "timeout", "log_level", "log_file"))
+    cfg = config.resolve(args, SHARED)
     process.setup_logging(cfg.log_level, cfg.log_file)
     for nic in args.nics:
         netlink.require_link(nic, "NIC")
@@ -28,11 +29,9 @@ def nics_to_bridge(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Host utilities for ovn-k8s.")
+    process.shared_flags_anywhere(parser, SHARED)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("global options")
-    config.add_config_flag(group)  # type: ignore[arg-type]
-    config.add_options(group, ("ovs_db", "timeout", "log_level", "log_file"))  # type: ignore[arg-type]
+    parent = process.option_parent(SHARED, suppress_defaults=True)
     n = sub.add_parser("nics-to-bridge", parents=[parent],
                        help="move each NIC into an OVS bridge br<NIC>, with its addresses and routes",
                        description="For each NIC: create OVS bridge br<NIC> (fail-mode standalone, "
@@ -44,5 +43,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = process.fill_defaults(build_parser().parse_args(argv), SHARED)
     return process.run(PROG, args.func, args)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gateway_helper import daemon
-from gateway_helper.daemon import GatewayHelper, remove_pidfile, write_pidfile
+from gateway_helper.daemon import GatewayHelper
 from gateway_helper.inputs import Inputs
 from gateway_helper.metrics import GatewayMetrics, MetricsServer
 from gateway_helper.services import parse
@@ -327,56 +327,25 @@ def test_metrics_address_errors_are_one_line() -> None:
         first.stop()
 
 
-def test_pidfile_refuses_a_live_helper_and_replaces_a_stale_one(tmp_path: Any) -> None:
-    path = str(tmp_path / "helper.pid")
-    # a live process that is the helper (its name in the command line)
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "ovn-k8s-gateway-helper"])
-    wait_for_exec(live.pid, "ovn-k8s-gateway-helper")
-    try:
-        with open(path, "w", encoding="ascii") as f:
-            f.write(f"{live.pid}\n")
-        with pytest.raises(ConfigError, match=f"already running as pid {live.pid}"):
-            write_pidfile(path)
-    finally:
-        live.kill()
-        live.wait()
-    write_pidfile(path)  # the pid is gone now: stale, replaced
-    with open(path, encoding="ascii") as f:
-        assert f.read() == f"{os.getpid()}\n"
-    remove_pidfile(path)
-    assert not os.path.exists(path)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, rundir: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVN_K8S_")}
-    env["OVN_K8S_CONFIG"] = "/dev/null"
+    env.update(OVN_K8S_CONFIG="/dev/null", OVS_RUNDIR=rundir, OVS_LOGDIR=rundir)
     return subprocess.run([sys.executable, "-m", "gateway_helper", *args], capture_output=True,
                           text=True, timeout=60, env=env, check=False)
 
 
 def test_command_line_errors_are_one_line(tmp_path: Any) -> None:
-    usage = cli("--physical-interface", "eth1")
+    usage = cli("--physical-interface", "eth1", rundir=str(tmp_path))
     assert usage.returncode == 2 and "--physical-bridge" in usage.stderr
     for args, message in [
         (("--physical-ip", "2001:db8::1"), "--physical-ip: '2001:db8::1' is not an IPv4 address"),
         (("--ovs-db", f"unix:{tmp_path}/nothing.sock"), "local OVS database"),
     ]:
-        proc = cli("--physical-bridge", "breth1", "--physical-interface", "eth1", *args)
+        proc = cli("--physical-bridge", "breth1", "--physical-interface", "eth1", *args,
+                   rundir=str(tmp_path))
         assert proc.returncode == 1, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ovn-k8s-gateway-helper: error: "), lines
         assert message in lines[0]
     assert daemon.PROG == "ovn-k8s-gateway-helper"
 
-
-def wait_for_exec(pid: int, name: str) -> None:
-    """Until the child has exec'd, /proc/PID/cmdline still shows ours."""
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if name.encode() in f.read():
-                return
-        time.sleep(0.01)
-    raise AssertionError(f"pid {pid} never became {name}")

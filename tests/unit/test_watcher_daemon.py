@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -70,40 +69,6 @@ def test_no_api_server_is_a_config_error(tmp_path, monkeypatch):
 def test_missing_kubeconfig_is_named(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         daemon.kube_params(_cfg(kubeconfig=str(tmp_path / "nope")), environ={})
-
-
-def test_pidfile(tmp_path):
-    path = str(tmp_path / "w.pid")
-    daemon.write_pidfile(path)
-    assert open(path).read().strip() == str(os.getpid())
-    daemon.write_pidfile(path)               # our own pid: fine
-    daemon.remove_pidfile(path)
-    assert not os.path.exists(path)
-
-
-def test_a_stale_pidfile_is_replaced_and_a_live_one_refused(tmp_path):
-    path = tmp_path / "w.pid"
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    path.write_text(f"{dead.pid}\n")
-    daemon.write_pidfile(str(path))
-    assert path.read_text().strip() == str(os.getpid())
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
-                             daemon.PROG])
-    deadline = time.monotonic() + 10   # until it has exec'd, its cmdline is still ours
-    while daemon.PROG.encode() not in open(f"/proc/{live.pid}/cmdline", "rb").read():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    try:
-        path.write_text(f"{live.pid}\n")
-        with pytest.raises(ConfigError, match="running"):
-            daemon.write_pidfile(str(path))
-    finally:
-        live.kill()
-        live.wait()
-    # A pidfile that names another process is not ours to remove.
-    daemon.remove_pidfile(str(path))
-    assert path.exists()
 
 
 def test_prometheus_text():
