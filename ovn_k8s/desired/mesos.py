@@ -237,8 +237,10 @@ def gateway_rows(spec: GatewaySpec) -> list[Row]:
             "name": gr,
             "options": {"chassis": sysid, "lb_force_snat_ip": str(spec.join_ip)},
             "external_ids": {**tag, naming.PHYSICAL_IP_KEY: phys_ip, naming.SYSTEM_ID_KEY: sysid,
-                             naming.CLUSTER_SUBNET_KEY: str(spec.cluster_subnet)},
-            "load_balancer": [Ref(LB, tenant_lb_id(t, proto)) for proto in PROTOCOLS]}),
+                             naming.CLUSTER_SUBNET_KEY: str(spec.cluster_subnet)}},
+            # members, not a column: load balancers users attach by hand (the original
+            # walkthrough's `set logical_router GR_... load_balancer=`) survive our re-runs
+            members={"load_balancer": tuple(Ref(LB, tenant_lb_id(t, proto)) for proto in PROTOCOLS)}),
         _router_port(owner=owner, router_id=gr_id, name=rtoj,
                      cidr=f"{spec.join_ip}/{spec.join_subnet.prefixlen}",
                      mac=ipam.mac_from_ip(spec.join_ip), external_ids=tag),
@@ -269,26 +271,40 @@ def gateway_rows(spec: GatewaySpec) -> list[Row]:
 
 
 # --- ovn-mesos-plugin: one task port -------------------------------------------------------------
+def task_port_name(switch: str, ifname: str, container_id: str, task_id: str | None = None) -> str:
+    """The task's logical port (and OVS iface-id): `<switch>_<task_id>` when the task passes a
+    `task_id` label, as the original README asked and its plugin then named the port; else
+    the original's later `<ifname>_<container>`."""
+    return f"{switch}_{task_id}" if task_id else naming.task_port(ifname, container_id)
+
+
 @dataclass(frozen=True, slots=True)
 class TaskPortSpec:
-    tenant: str
+    tenant: str | None          # None: a network made by hand (`ovn-nbctl ls-add`), no tenant
     network: str
     container_id: str
     ifname: str
     ip: netaddr.IPAddress
     mac: str
+    name: str | None = None       # the port's name: task_port_name(); default <ifname>_<container>
+    switch_id: str | None = None  # the switch's identity; default the tenant network's
 
 
 def task_port_row(spec: TaskPortSpec) -> Row:
     """The task's logical port with a static "mac ip" (allocated inside the NB transaction) and
     port security on that pair, so a task cannot send as another task's address."""
-    name = naming.task_port(spec.ifname, spec.container_id)
+    name = spec.name or naming.task_port(spec.ifname, spec.container_id)
     address = f"{spec.mac} {spec.ip}"
+    switch_id = spec.switch_id
+    if switch_id is None:
+        assert spec.tenant is not None
+        switch_id = network_switch_id(spec.tenant, spec.network)
+    tag = {naming.TENANT_KEY: spec.tenant} if spec.tenant is not None else {}
     return Row(LSP, name, naming.owner_container(spec.container_id, spec.ifname), {
         "name": name, "type": "", "addresses": [address], "port_security": [address],
-        "external_ids": {naming.TENANT_KEY: spec.tenant, naming.NETWORK_KEY: spec.network,
+        "external_ids": {**tag, naming.NETWORK_KEY: spec.network,
                          naming.CONTAINER_KEY: spec.container_id, naming.IFNAME_KEY: spec.ifname}},
-        parent=Parent(LS, network_switch_id(spec.tenant, spec.network), "ports"))
+        parent=Parent(LS, switch_id, "ports"))
 
 
 # --- publish -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,11 +30,13 @@ from ovn_k8s.nb.model import Row
 
 LOG = logging.getLogger("ovn_k8s.mesos.plugin")
 CLEANUP_TIMEOUT = 15.0   # seconds for undoing a failed ADD
+NETNS_DIR = "/var/run/netns"    # where `ip netns` looks; the task's link is <container-id>
 
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
-    tenant: str
+    port: str                # the logical port and iface-id
+    tenant: str | None       # None: a network made by hand
     network: str
     ip: netaddr.IPAddress
     mac: str
@@ -107,16 +110,17 @@ class _Session:
             self._ovs.close()
 
 
-def _names(request: MesosRequest) -> tuple[str, str, str]:
-    """(logical port / iface-id, owner scope, host-side veth name) of this attachment."""
-    return (naming.task_port(request.ifname, request.container_id),
-            naming.owner_container(request.container_id, request.ifname),
+def _names(request: MesosRequest) -> tuple[str, str]:
+    """(owner scope, host-side veth name) of this attachment. The logical port's name depends
+    on the network (`<switch>_<task_id>` with a task_id label): ADD decides it in the NB
+    transaction, DEL removes by owner and CHECK finds it by owner."""
+    return (naming.owner_container(request.container_id, request.ifname),
             netns.host_ifname_for(request.container_id, request.ifname))
 
 
 # --- ADD -------------------------------------------------------------------------------------------
 def _allocate(session: _Session, request: MesosRequest) -> Allocation:
-    port, owner, _ = _names(request)
+    owner, _ = _names(request)
     chosen: list[Allocation] = []
 
     def build_rows(view: NbView) -> list[Row]:
@@ -130,18 +134,19 @@ def _allocate(session: _Session, request: MesosRequest) -> Allocation:
         # Every task port of the network is linked into this column: two plugins allocating
         # at once serialise on it (the loser's commit gets TRY_AGAIN and re-plans here).
         view.verify(net.row, "ports")
+        port = build.task_port_name(net.switch, request.ifname, request.container_id, request.task_id)
         addrs = build.NetworkAddresses(net.subnet)
         try:
             ip = build.allocate_task_ip(addrs, nbview.task_ips_in_use(net.row, excluding=port),
                                         nbview.current_task_ip(view, port, net.row))
         except ConfigError as e:
-            raise CniError(Code.NETWORK_FULL, "no free address", f"network {net.network} of tenant "
-                           f"{net.tenant}: {e}") from None
-        alloc = Allocation(net.tenant, net.network, ip, ipam.mac_from_ip(ip), net.subnet)
+            where = f"network {net.network} of tenant {net.tenant}" if net.tenant else f"network {net.switch}"
+            raise CniError(Code.NETWORK_FULL, "no free address", f"{where}: {e}") from None
+        alloc = Allocation(port, net.tenant, net.network, ip, ipam.mac_from_ip(ip), net.subnet)
         chosen[:] = [alloc]
         row = build.task_port_row(build.TaskPortSpec(
             tenant=net.tenant, network=net.network, container_id=request.container_id,
-            ifname=request.ifname, ip=ip, mac=alloc.mac))
+            ifname=request.ifname, ip=ip, mac=alloc.mac, name=port, switch_id=net.switch_id))
         try:
             nbview.check_no_collisions(view, [row], (owner,))
         except ConfigError as e:
@@ -155,13 +160,15 @@ def _allocate(session: _Session, request: MesosRequest) -> Allocation:
 def add(request: MesosRequest) -> AddResult:
     cfg = request.config
     deadline = time.monotonic() + cfg.timeout
-    port, owner, host_ifname = _names(request)
+    owner, host_ifname = _names(request)
     assert request.netns is not None
     session = _Session(request, deadline)
     try:
         alloc = _allocate(session, request)
-        LOG.info("%s: %s on %s/%s", port, alloc.cidr, alloc.tenant, alloc.network)
+        port = alloc.port
+        LOG.info("%s: %s on %s/%s", port, alloc.cidr, alloc.tenant or "-", alloc.network)
         try:
+            _link_netns(request.container_id, request.netns)
             pod = netns.setup_pod_interface(
                 netns_path=request.netns, ifname=request.ifname, host_ifname=host_ifname,
                 mac=alloc.mac, ip_cidr=alloc.cidr, gateway=alloc.gateway, mtu=cfg.mtu,
@@ -187,11 +194,40 @@ def _undo(session: _Session, request: MesosRequest) -> None:
         _delete_all(session, request)
 
 
+def _link_netns(container_id: str, netns_path: str) -> None:
+    """`/var/run/netns/<container-id>` -> CNI_NETNS, as the original made it, so that `ip netns
+    ls` on the agent lists the task and `ip netns exec <container-id>` enters it. Only a
+    symlink is ever replaced or removed (a namespace `ip netns add` made there is a mount,
+    never ours). A failure is logged: the task's network does not depend on the link."""
+    link = os.path.join(NETNS_DIR, container_id)
+    try:
+        if os.path.realpath(link) == os.path.realpath(netns_path):
+            return                       # CNI_NETNS is that very name (or the link is right)
+        if os.path.lexists(link) and not os.path.islink(link):
+            LOG.warning("%s exists and is not a link: left alone", link)
+            return
+        os.makedirs(NETNS_DIR, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)              # a stale link of an earlier container with this id
+        os.symlink(netns_path, link)
+    except OSError as e:
+        LOG.warning("cannot link %s to %s: %s", link, netns_path, e)
+
+
+def _unlink_netns(container_id: str) -> None:
+    link = os.path.join(NETNS_DIR, container_id)
+    if os.path.islink(link):
+        try:
+            os.unlink(link)
+        except OSError as e:
+            LOG.warning("cannot remove %s: %s", link, e)
+
+
 # --- DEL -------------------------------------------------------------------------------------------
 def _delete_all(session: _Session, request: MesosRequest) -> None:
-    """OVS port, veth pair, logical port: each step runs even if an earlier one failed; the
-    first failure is raised at the end."""
-    port, owner, host_ifname = _names(request)
+    """OVS port, veth pair, logical port, the /var/run/netns link: each step runs even if an
+    earlier one failed; the first failure is raised at the end."""
+    owner, host_ifname = _names(request)
     errors: list[CniError] = []
     try:
         session.ovs().detach(host_ifname, sandbox=request.container_id, ifname=request.ifname,
@@ -206,9 +242,10 @@ def _delete_all(session: _Session, request: MesosRequest) -> None:
     try:
         plan = session.apply((owner,), lambda view: [])
         if plan:
-            LOG.info("%s: logical port deleted", port)
+            LOG.info("%s: logical port deleted", owner)
     except CniError as e:
         errors.append(e)
+    _unlink_netns(request.container_id)
     if errors:
         raise errors[0]
 
@@ -224,7 +261,7 @@ def delete(request: MesosRequest) -> None:
 # --- CHECK -----------------------------------------------------------------------------------------
 def check(request: MesosRequest) -> None:
     """The logical port, the OVS port and the task's interface are as ADD left them."""
-    port, owner, host_ifname = _names(request)
+    owner, host_ifname = _names(request)
     prev = request.prev_result
     assert prev is not None
     index = prev.interface_index(request.ifname, request.netns)
@@ -235,15 +272,18 @@ def check(request: MesosRequest) -> None:
     problems: list[str] = []
     try:
         found: list[str] = []
+        names: list[str] = []
 
         def read(view: NbView) -> list[Row]:
-            for row in view.rows("Logical_Switch_Port", port):
+            for row in view.owned("Logical_Switch_Port", owner):
                 if nbview.owner_of(row) == owner:
+                    names.append(row.name)
                     found.extend(row.addresses)
             return []
 
         session.apply((), read)
         want_ip = ips[0].address.split("/")[0]
+        port = names[0] if names else naming.task_port(request.ifname, request.container_id)
         if not found:
             problems.append(f"logical port {port} does not exist")
         elif not any(want_ip in a.split()[1:] for a in found):

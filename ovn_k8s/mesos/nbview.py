@@ -17,7 +17,7 @@ from ovn_k8s import ipam, naming
 from ovn_k8s.desired import mesos as build
 from ovn_k8s.desired.topology import LR, LRP, LS, LSP
 from ovn_k8s.errors import ConfigError, NotReadyError
-from ovn_k8s.nb.model import NAMED_TABLES, Row
+from ovn_k8s.nb.model import NAMED_TABLES, Row, by_name
 
 GATEWAY_OWNER_PREFIX = "tenant-gateway:"
 EXTERNAL_OWNER_PREFIX = "tenant-external:"
@@ -45,10 +45,18 @@ def tenant_join(view: Any, tenant: str) -> tuple[Any, netaddr.IPNetwork]:
 
 @dataclass(frozen=True, slots=True)
 class Network:
-    tenant: str
+    tenant: str | None       # None: a switch made by hand (`ovn-nbctl ls-add`), in no tenant
     network: str
     subnet: netaddr.IPNetwork
     row: Any
+
+    @property
+    def switch(self) -> str:
+        return self.network if self.tenant is None else naming.tenant_network_switch(self.tenant, self.network)
+
+    @property
+    def switch_id(self) -> str:
+        return by_name(self.network) if self.tenant is None else build.network_switch_id(self.tenant, self.network)
 
 
 def networks(view: Any, tenant: str | None = None) -> list[Network]:
@@ -67,20 +75,47 @@ def networks(view: Any, tenant: str | None = None) -> list[Network]:
 
 def find_network(view: Any, name: str, tenant: str | None = None) -> Network:
     """The network a task asked for: by network name (and tenant, when names repeat across
-    tenants), or by its switch name `<tenant>_<network>`. Raises LookupError (not found) or
-    ConfigError (ambiguous)."""
+    tenants), or by its switch name `<tenant>_<network>`; failing both (and without a tenant),
+    a switch made by hand with that name and `other_config:subnet`, the original README's
+    `ovn-nbctl ls-add $SWITCH -- set logical_switch $SWITCH other_config:subnet=$SUBNET`.
+    Raises LookupError (not found) or ConfigError (ambiguous, or a bad subnet)."""
     candidates = [n for n in networks(view, tenant) if n.network == name]
     if not candidates:
         candidates = [n for n in networks(view, tenant)
-                      if naming.tenant_network_switch(n.tenant, n.network) == name]
+                      if naming.tenant_network_switch(n.tenant or "", n.network) == name]
+    if not candidates and tenant is None:
+        candidates = _hand_made_networks(view, name)
     if not candidates:
         where = f" of tenant {tenant}" if tenant else ""
-        raise LookupError(f"no network {name!r}{where} in the NB (run ovn-mesos-init network-init)")
+        raise LookupError(f"no network {name!r}{where} in the NB (run ovn-mesos-init network-init, or "
+                          f"ovn-nbctl ls-add {name} -- set logical_switch {name} other_config:subnet=<subnet>)")
     if len(candidates) > 1:
-        tenants = ", ".join(n.tenant for n in candidates)
+        tenants = ", ".join(n.tenant or "(made by hand)" for n in candidates)
         raise ConfigError(f"network {name!r} exists in tenants {tenants}: add a 'tenant' label to "
                           "the task's network_infos")
     return candidates[0]
+
+
+def _hand_made_networks(view: Any, name: str) -> list[Network]:
+    """Switches named `name` without our identity (made with ovn-nbctl), with their subnet."""
+    out = []
+    for row in view.rows(LS, by_name(name)):
+        text = row.other_config.get("subnet")
+        if not text:
+            raise LookupError(f"logical switch {name!r} has no other_config:subnet: set it with "
+                              f"ovn-nbctl set logical_switch {name} other_config:subnet=<subnet>")
+        try:
+            subnet = netaddr.IPNetwork(text)
+        except (netaddr.AddrFormatError, ValueError):
+            raise ConfigError(f"logical switch {name!r}: other_config:subnet={text!r} is not a "
+                              "subnet") from None
+        if subnet.version != 4:
+            raise ConfigError(f"logical switch {name!r}: other_config:subnet={text} is not IPv4")
+        if subnet.prefixlen > build.MIN_NETWORK_PREFIX:
+            raise ConfigError(f"logical switch {name!r}: other_config:subnet={text} is too small "
+                              f"for tasks (/{build.MIN_NETWORK_PREFIX} or larger)")
+        out.append(Network(None, name, subnet.cidr, row))
+    return out
 
 
 def gateways(view: Any, tenant: str) -> list[Any]:

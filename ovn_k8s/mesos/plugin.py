@@ -8,17 +8,21 @@ the network configuration on stdin, into which it puts the task's NetworkInfo:
          {"key": "logical_switch", "value": "<network>"}, {"key": "tenant", "value": "<t>"}]}}}}}
 
 `logical_switch` names the network (network-init's --network-name, or its switch name
-`<tenant>_<network>`); `tenant` is needed only when that name exists in several tenants.
+`<tenant>_<network>`, or a switch made by hand with `ovn-nbctl ls-add` and
+`other_config:subnet`); `tenant` is needed only when that name exists in several tenants;
+`task_id` (optional, the original README's) names the logical port `<switch>_<task_id>`.
 
 There is no watcher in Mesos: ADD creates the task's logical port itself, in ONE NB transaction
 that also picks its address. The transaction verifies the network switch's `ports` column, so
 two agents adding ports to one network at once cannot get the same address: one commit fails
 with TRY_AGAIN and is re-planned against the other's port. Then ADD wires the container's
 namespace (veth pair, MAC, address, default route via the tenant router), attaches the host
-side to br-int with `iface-id=<ifname>_<container>`, waits for ovn-controller to bind it
+side to br-int with `iface-id=<ifname>_<container>` (or `<switch>_<task_id>`), links
+/var/run/netns/<container> to the task's namespace, waits for ovn-controller to bind it
 (`ovn-installed`), and prints the result in the configuration's cniVersion: the 0.1.0/0.2.0
 shape ({"ip4": {...}}) Mesos parses, or the 0.3.x/0.4.0/1.0.0 shape. A failed ADD removes what
-it made. DEL removes the OVS port, the veth pair and the logical port; what is gone is fine.
+it made. DEL removes the OVS port, the veth pair, the logical port and the netns link; what
+is gone is fine.
 Every failure is the spec's error JSON on stdout and exit status 1, never a traceback.
 
 Network configuration keys (all optional):

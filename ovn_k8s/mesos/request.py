@@ -6,6 +6,7 @@ described in ovn_k8s/mesos/plugin.py; ADD, DEL and CHECK themselves are ovn_k8s/
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -36,12 +37,16 @@ PLUGIN = "ovn-mesos-plugin"
 # "ips"/"interfaces" results (0.3.x and 0.4.0 with a per-IP "version", 1.0.0 without).
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0")
 LEGACY_VERSIONS = ("0.1.0", "0.2.0")
+_TASK_ID_RE = re.compile(r'^[^\s"\\]{1,200}$')
 # The original's 10-ovn.conf had no cniVersion and its plugin printed 0.2.0 results.
 NO_VERSION_MEANS = "0.2.0"
 DEFAULT_VERSION = "1.0.0"
 MESOS_ARGS = "org.apache.mesos"
 NETWORK_LABEL = "logical_switch"
 TENANT_LABEL = "tenant"
+# The original's README: "OVN needs you to also pass the task_id via the label"; its plugin
+# then named the logical port <logical_switch>_<task_id> (later versions <ifname>_<container>).
+TASK_ID_LABEL = "task_id"
 
 
 class Code:
@@ -93,6 +98,10 @@ class MesosRequest:
     @property
     def tenant(self) -> str | None:
         return self.labels.get(TENANT_LABEL) or None
+
+    @property
+    def task_id(self) -> str | None:
+        return self.labels.get(TASK_ID_LABEL) or None
 
 
 def version_json(cni_version: str | None = None) -> dict[str, Any]:
@@ -172,6 +181,10 @@ def parse_request(env: Mapping[str, str], stdin_text: str) -> MesosRequest:
         raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "Failed to get logical_switch from mesos config",
                        f'the task needs a network_infos label {{"key": "{NETWORK_LABEL}", '
                        f'"value": "<network>"}} (args.{MESOS_ARGS}.network_info.labels.labels)')
+    task_id = labels.get(TASK_ID_LABEL)
+    if task_id and not _TASK_ID_RE.match(task_id):
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "bad task_id label",
+                       f"{task_id!r}: it names the logical port, so no spaces, quotes or backslashes")
     prev = None
     if command is Command.CHECK:
         if conf.get("prevResult") is None:

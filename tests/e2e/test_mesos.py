@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -28,6 +28,30 @@ OUTSIDE = "192.0.2.1"
 SUBNET = "192.168.1.0/24"
 CLUSTER = "192.168.0.0/16"
 GATEWAY_IP = {"coke": "192.0.2.10", "pepsi": "192.0.2.11"}
+
+
+NETNS_DIR = "/var/run/netns"
+
+
+@pytest.fixture(autouse=True)
+def remove_task_links(request: pytest.FixtureRequest) -> Iterator[None]:
+    """ADD links /var/run/netns/<container-id> to the task's namespace (a lab namespace) and DEL
+    removes it; a test that ends without DEL leaves links behind. Remove those, and only those:
+    symlinks into this test's lab (imported by the other test_mesos_*.py modules)."""
+    lab = request.getfixturevalue("lab") if "lab" in request.fixturenames else None
+    yield
+    if lab is None or not os.path.isdir(NETNS_DIR):
+        return
+    for name in os.listdir(NETNS_DIR):
+        path = os.path.join(NETNS_DIR, name)
+        if os.path.islink(path) and os.readlink(path).startswith(f"{NETNS_DIR}/{lab.prefix}-"):
+            os.unlink(path)
+
+
+def netns_links() -> dict[str, str]:
+    """`ip netns ls` names that are links (the tasks'), with their targets."""
+    return {n: os.readlink(os.path.join(NETNS_DIR, n)) for n in os.listdir(NETNS_DIR)
+            if os.path.islink(os.path.join(NETNS_DIR, n))}
 
 
 # --- helpers (imported by test_mesos_*.py) --------------------------------------------------------
@@ -134,6 +158,12 @@ def test_two_tenants_same_subnet_own_gateways_isolated_published(lab: Lab) -> No
         tasks[name] = add_task(lab, node, name, "web", tenant=tenant, version=version)
     ip = {name: addr for name, (_, addr) in tasks.items()}
     ns = {name: netns for name, (netns, _) in tasks.items()}
+    # as the original: `ip netns ls` on an agent lists its tasks by container ID
+    listed = node1.exec(["ip", "netns", "ls"]).stdout.split()
+    assert {"coke-a", "pepsi-a"} <= set(listed), listed
+    assert netns_links()["coke-b"] == f"{NETNS_DIR}/{ns['coke-b']}"
+    inside = node1.exec(["ip", "netns", "exec", "coke-a", "ip", "-4", "-o", "addr", "show", "eth0"]).stdout
+    assert f"inet {ip['coke-a']}/24" in inside
     # the same addresses in both tenants: the address spaces overlap
     assert ip == {"coke-a": "192.168.1.2", "coke-b": "192.168.1.3", "pepsi-a": "192.168.1.2",
                   "pepsi-b": "192.168.1.3", "pepsi-c": "192.168.1.4"}
@@ -182,6 +212,19 @@ def test_two_tenants_same_subnet_own_gateways_isolated_published(lab: Lab) -> No
     (lb,) = rows(lab, "Load_Balancer", "name", "vips", where=["name=lb_coke_tcp"])
     assert lb["vips"] == {"192.0.2.10:8000": "192.168.1.2:80,192.168.1.3:80"}
 
+    # the original walkthrough's load balancer by hand (verbatim but for the addresses): its
+    # `set ... load_balancer=` replaces the column; re-running gateway-init adds ours back
+    # by mutation and keeps theirs, and both VIPs answer
+    lab.nbctl("--may-exist", "lb-add", "coke", "192.0.2.10:32350", "192.168.1.2:80,192.168.1.3:80")
+    lb_uuid = lab.nbctl("--bare", "--columns=_uuid", "find", "Load_Balancer", "name=coke")
+    system_id = node1.vsctl("get", "open_vswitch", ".", "external_ids:system-id").strip('"')
+    lab.nbctl("set", "logical_router", f"GR_coke_{system_id}", f"load_balancer={lb_uuid}")
+    ok(init_gateway(node1, "coke", "192.0.2.10/24", f"--default-gw={OUTSIDE}"))
+    lab.wait_hv()
+    for vip in ("192.0.2.10:32350", "192.0.2.10:8000"):
+        seen = {lab.http_get(out, f"http://{vip}/") for _ in range(6)}
+        assert seen and seen <= {"hello-from-coke-a", "hello-from-coke-b"}, (vip, seen)
+
     # every init command again (and the publish): nothing changes, in the NB or on the hosts
     before, hosts = settled_dump(lab), (node1.vsctl("show"), node2.vsctl("show"))
     init_tenant(node1, "coke", "web")
@@ -211,5 +254,7 @@ def test_two_tenants_same_subnet_own_gateways_isolated_published(lab: Lab) -> No
         veth = host_ifname_for(name, "eth0")
         assert veth not in node.vsctl("list-ports", "br-int").split()
         assert node.exec(["ip", "link", "show", veth], check=False).returncode != 0
+        assert name not in node.exec(["ip", "netns", "ls"]).stdout.split()
+    assert "pepsi-a" in node1.exec(["ip", "netns", "ls"]).stdout.split()
     assert host_ifname_for("pepsi-a", "eth0") in node1.vsctl("list-ports", "br-int").split()
     assert rows(lab, "Logical_Switch_Port", "name", where=["name=eth0_pepsi-a"])

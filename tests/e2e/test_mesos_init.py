@@ -19,6 +19,7 @@ from tests.e2e.test_mesos import (
     mesos,
     network_conf,
     plugin,
+    remove_task_links,  # noqa: F401 (autouse fixture)
     settled_dump,
     use_nb,
 )
@@ -69,6 +70,44 @@ def test_rows_of_one_tenant_and_reruns_change_nothing(lab: Lab) -> None:
     (nat,) = rows(lab, NAT, "external_ip")
     assert nat["external_ip"] == "192.0.2.20"
     assert not [r for r in rows(lab, ROUTE, "nexthop") if r["nexthop"] == OUTSIDE]
+
+
+def gateway_lbs(lab: Lab, router: str) -> set[str]:
+    names = {r["_uuid"]: r["name"] for r in rows(lab, LB, "_uuid", "name")}
+    (gr,) = rows(lab, LR, "load_balancer", where=[f"name={router}"])
+    value = gr["load_balancer"]
+    return {names[u] for u in (value if isinstance(value, list) else [value] if value else [])}
+
+
+def test_load_balancer_added_by_hand_survives_our_commands(lab: Lab) -> None:
+    """The original walkthrough's north-south step, verbatim (M:README.md): `lb-add`, then
+    `set logical_router GR_coke_$OVS_SYSTEM_ID load_balancer=$LB_UUID`, which replaces the
+    whole column. Our re-runs add our own load balancers back by mutation and keep theirs."""
+    node1 = lab.add_node("node1")
+    lab.add_outside(f"{OUTSIDE}/24")
+    lab.connect_outside(node1)
+    init_tenant(node1, "coke", "coke1")
+    ok(init_gateway(node1, "coke", "192.0.2.10/24"))
+    assert gateway_lbs(lab, "GR_coke_node1") == {"lb_coke_tcp", "lb_coke_udp"}
+    lab.nbctl("--may-exist", "lb-add", "coke", "192.0.2.10:32350", "192.168.1.2:80,192.168.1.3:80")
+    lb_uuid = lab.nbctl("--bare", "--columns=_uuid", "find", LB, "name=coke")
+    system_id = node1.vsctl("get", "open_vswitch", ".", "external_ids:system-id").strip('"')
+    lab.nbctl("set", "logical_router", f"GR_coke_{system_id}", f"load_balancer={lb_uuid}")
+    assert gateway_lbs(lab, "GR_coke_node1") == {"coke"}
+    ok(init_gateway(node1, "coke", "192.0.2.10/24"))
+    assert gateway_lbs(lab, "GR_coke_node1") == {"coke", "lb_coke_tcp", "lb_coke_udp"}
+    before = nb_dump(lab)
+    init_tenant(node1, "coke", "coke1")
+    ok(init_gateway(node1, "coke", "192.0.2.10/24"))
+    assert nb_dump(lab) == before
+    ok(mesos(node1, "publish", "--tenant-name=coke", "--vip=192.0.2.10:8000", "--backends=192.168.1.2:80"))
+    ok(mesos(node1, "unpublish", "--tenant-name=coke", "--vip=192.0.2.10:8000"))
+    assert gateway_lbs(lab, "GR_coke_node1") == {"coke", "lb_coke_tcp", "lb_coke_udp"}
+    (theirs,) = rows(lab, LB, "vips", where=["name=coke"])
+    assert theirs["vips"] == {"192.0.2.10:32350": "192.168.1.2:80,192.168.1.3:80"}
+    # gateway-del removes the router, not the user's load balancer
+    ok(mesos(node1, "gateway-del", "--tenant-name=coke"))
+    assert {r["name"] for r in rows(lab, LB, "name")} == {"coke", "lb_coke_tcp", "lb_coke_udp"}
 
 
 def test_second_gateway_shared_nic_and_deletes(lab: Lab) -> None:

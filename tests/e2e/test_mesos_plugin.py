@@ -17,7 +17,14 @@ import pytest
 
 from ovn_k8s.cni.netns import host_ifname_for
 from sandbox.lab.cluster import Lab, Node
-from tests.e2e.test_mesos import init_tenant, mesos, network_conf, plugin, use_nb
+from tests.e2e.test_mesos import (
+    init_tenant,
+    mesos,
+    network_conf,
+    plugin,
+    remove_task_links,  # noqa: F401 (autouse fixture)
+    use_nb,
+)
 from tests.helpers import nb_dump, ok, rows
 
 pytestmark = pytest.mark.e2e
@@ -150,6 +157,98 @@ def test_add_is_idempotent_check_and_del(lab: Lab) -> None:
     assert (proc.returncode, out) == (0, None), proc.stdout
     proc, out = plugin(node1, "CHECK", "task", ns, check)
     assert proc.returncode == 1 and out["code"] == 103 and "logical port eth0_task does not exist" in out["details"]
+
+
+def test_network_made_by_hand_and_task_id_label(lab: Lab) -> None:
+    """The original README (M:README.md, "Setting up OVN networks" and "Passing the network to
+    mesos"): a network made with ovn-nbctl and other_config:subnet, and tasks that pass a
+    task_id label, which names the logical port <logical_switch>_<task_id>."""
+    node1, node2 = lab.add_node("node1"), lab.add_node("node2")
+    use_nb(lab, node1, node2)
+    line = 'ovn-nbctl ls-add $SWITCH -- set logical_switch $SWITCH other_config:subnet="$SUBNET"'
+    subprocess.run(["sh", "-c", line], check=True, env={
+        "PATH": os.environ["PATH"], "OVN_NB_DB": lab.nb, "SWITCH": "coke1", "SUBNET": "192.168.7.0/24"})
+    switch_before = rows(lab, "Logical_Switch", "external_ids", "other_config", where=["name=coke1"])
+
+    def conf(task_id: str | None, version: str = "0.2.0") -> dict[str, Any]:
+        labels = {"app": "apachecoke", "logical_switch": "coke1", **({"task_id": task_id} if task_id else {})}
+        return network_conf(node1, labels, version=version)
+
+    ns1, ns2 = lab.add_netns("hand1"), lab.add_netns("hand2")
+    proc, first = plugin(node1, "ADD", "hand1", ns1, conf("1234"))
+    assert proc.returncode == 0, proc.stdout
+    assert first["ip4"] == {"ip": "192.168.7.2/24", "gateway": "192.168.7.1",
+                            "routes": [{"dst": "0.0.0.0/0", "gw": "192.168.7.1"}]}
+    proc, second = plugin(node2, "ADD", "hand2", ns2, {**conf("5678", "1.0.0"), "ovs_db": node2.ovs_db})
+    assert proc.returncode == 0, proc.stdout
+    assert task_ports(lab) == {"coke1_1234": "0a:58:c0:a8:07:02 192.168.7.2",
+                               "coke1_5678": "0a:58:c0:a8:07:03 192.168.7.3"}
+    assert lab.nbctl("lsp-get-ls", "coke1_1234").endswith("(coke1)")
+    veth1 = host_ifname_for("hand1", "eth0")
+    assert node1.vsctl("get", "interface", veth1, "external_ids:iface-id") == "coke1_1234"
+    # the switch stays the user's: nothing of ours is written into it but the ports
+    assert rows(lab, "Logical_Switch", "external_ids", "other_config", where=["name=coke1"]) == switch_before
+    lab.wait_hv()
+    assert lab.ping(ns1, "192.168.7.3")
+    # ADD again: the same; CHECK finds the port by its owner
+    proc, again = plugin(node1, "ADD", "hand1", ns1, conf("1234"))
+    assert proc.returncode == 0 and again == first
+    proc, out = plugin(node2, "CHECK", "hand2", ns2, {**conf("5678", "1.0.0"), "ovs_db": node2.ovs_db,
+                                                      "prevResult": second})
+    assert (proc.returncode, out) == (0, None), proc.stdout
+    # another task with a task_id already in use: refused, nothing left behind
+    before = nb_dump(lab)
+    proc, out = plugin(node1, "ADD", "hand3", lab.add_netns("hand3"), conf("1234"))
+    assert proc.returncode == 1 and (out["code"], out["msg"]) == (112, "logical port name taken"), out
+    assert nb_dump(lab) == before and "hand3" not in os.listdir("/var/run/netns")
+    # without task_id: the later original's <ifname>_<container>
+    proc, out = plugin(node1, "ADD", "hand3", lab.ns("hand3"), conf(None))
+    assert proc.returncode == 0 and out["ip4"]["ip"] == "192.168.7.4/24", proc.stdout
+    assert "eth0_hand3" in task_ports(lab)
+    # a switch made by hand without a subnet: the error says what to set
+    lab.nbctl("ls-add", "bare")
+    proc, out = plugin(node1, "ADD", "hand4", lab.add_netns("hand4"),
+                       network_conf(node1, {"logical_switch": "bare", "task_id": "1"}))
+    assert proc.returncode == 1 and out["code"] == 110 and "other_config:subnet" in out["details"], out
+    # DEL needs no labels: the port goes by its owner, the switch stays
+    for name, node in (("hand1", node1), ("hand3", node1)):
+        proc, out = plugin(node, "DEL", name, None, network_conf(node, {}))
+        assert (proc.returncode, out) == (0, None), proc.stdout
+    assert set(task_ports(lab)) == {"coke1_5678"}
+    assert rows(lab, "Logical_Switch", "external_ids", "other_config", where=["name=coke1"]) == switch_before
+
+
+def test_netns_link_made_on_add_and_removed_on_del(lab: Lab) -> None:
+    """`/var/run/netns/<container-id>` -> CNI_NETNS (Mesos' own bind mount), as the original made
+    it: `ip netns ls` on the agent lists the task, `ip netns exec <container-id>` enters it."""
+    node1 = lab.add_node("node1")
+    use_nb(lab, node1)
+    init_tenant(node1, "coke", "coke1")
+    ns = lab.add_netns("mesos-task")
+    container = f"{lab.prefix}-c1"           # a name of this lab's: nobody else's link
+    conf = network_conf(node1, {"logical_switch": "coke1"})
+    proc, out = plugin(node1, "ADD", container, ns, conf)
+    assert proc.returncode == 0, proc.stdout
+    assert os.readlink(f"/var/run/netns/{container}") == f"/var/run/netns/{ns}"
+    assert container in node1.exec(["ip", "netns", "ls"]).stdout.split()
+    inside = node1.exec(["ip", "netns", "exec", container, "ip", "-4", "-o", "addr", "show", "eth0"]).stdout
+    assert "inet 192.168.1.2/24" in inside
+    # a stale link of that name (an earlier container's) is replaced
+    link = f"/var/run/netns/{container}"
+    os.unlink(link)
+    os.symlink(f"/var/run/netns/{lab.prefix}-gone", link)
+    proc, _ = plugin(node1, "ADD", container, ns, conf)
+    assert proc.returncode == 0 and os.readlink(f"/var/run/netns/{container}") == f"/var/run/netns/{ns}"
+    proc, out = plugin(node1, "DEL", container, None, conf)
+    assert (proc.returncode, out) == (0, None), proc.stdout
+    assert not os.path.lexists(f"/var/run/netns/{container}")
+    assert ns in node1.exec(["ip", "netns", "ls"]).stdout.split()      # the namespace itself stays
+    # CNI_NETNS already is /var/run/netns/<container-id>: no link, and DEL leaves the namespace
+    proc, _ = plugin(node1, "ADD", ns, ns, conf)
+    assert proc.returncode == 0 and not os.path.islink(f"/var/run/netns/{ns}")
+    proc, _ = plugin(node1, "DEL", ns, ns, conf)
+    assert proc.returncode == 0 and ns in node1.exec(["ip", "netns", "ls"]).stdout.split()
+    assert not os.path.islink(f"/var/run/netns/{ns}")
 
 
 def test_every_error_path_is_cni_error_json_and_leaves_nothing(lab: Lab) -> None:

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from sandbox.lab.cluster import Lab, SslFiles
-from tests.e2e.test_mesos import OUTSIDE, network_conf, plugin
+from tests.e2e.test_mesos import (
+    OUTSIDE,
+    network_conf,
+    plugin,
+    remove_task_links,  # noqa: F401 (autouse fixture)
+)
 from tests.e2e.test_overlay_ssl import make_pki
 from tests.helpers import cli, ok, rows
 

@@ -7,7 +7,7 @@ from ovn_k8s import naming
 from ovn_k8s.desired import mesos as m
 from ovn_k8s.desired.topology import ACL, LR, LRP, LS, LSP, NAT, ROUTE
 from ovn_k8s.errors import ConfigError
-from ovn_k8s.nb.model import Parent, Ref
+from ovn_k8s.nb.model import Parent, Ref, by_name
 
 JOIN = netaddr.IPNetwork("100.64.0.0/16")
 NET = netaddr.IPNetwork("192.168.1.0/24")
@@ -115,7 +115,8 @@ def test_gateway_rows() -> None:
     assert gr.columns["options"] == {"chassis": "sys-1", "lb_force_snat_ip": "100.64.0.3"}
     assert gr.columns["external_ids"][naming.PHYSICAL_IP_KEY] == "192.0.2.10"
     assert gr.columns["external_ids"][naming.CLUSTER_SUBNET_KEY] == "192.168.0.0/16"
-    assert gr.columns["load_balancer"] == [Ref(m.LB, "tenant-lb:coke:tcp"), Ref(m.LB, "tenant-lb:coke:udp")]
+    assert "load_balancer" not in gr.columns     # shared with users: linked by mutation
+    assert gr.members == {"load_balancer": (Ref(m.LB, "tenant-lb:coke:tcp"), Ref(m.LB, "tenant-lb:coke:udp"))}
     assert rows[(LRP, "rtoj-GR_coke_sys-1")].columns["networks"] == ["100.64.0.3/16"]
     assert rows[(LSP, "jtor-GR_coke_sys-1")].parent == Parent(LS, "tenant-join:coke", "ports")
     rtoe = rows[(LRP, "rtoe-GR_coke_sys-1")]
@@ -165,6 +166,18 @@ def test_task_port_row() -> None:
     assert row.columns["port_security"] == ["0a:58:c0:a8:01:07 192.168.1.7"]
     assert row.parent == Parent(LS, "tenant-network:coke/coke1", "ports")
     assert row.columns["external_ids"][naming.CONTAINER_KEY] == "c0ffee"
+
+
+def test_task_port_name_and_a_port_on_a_switch_made_by_hand() -> None:
+    assert m.task_port_name("coke_coke1", "eth0", "c0ffee") == "eth0_c0ffee"
+    assert m.task_port_name("coke1", "eth0", "c0ffee", "1234") == "coke1_1234"
+    row = m.task_port_row(m.TaskPortSpec(tenant=None, network="coke1", container_id="c0ffee",
+                                         ifname="eth0", ip=netaddr.IPAddress("192.168.7.2"),
+                                         mac="0a:58:c0:a8:07:02", name="coke1_1234",
+                                         switch_id=by_name("coke1")))
+    assert (row.id, row.owner) == ("coke1_1234", "container:c0ffee/eth0")
+    assert row.parent == Parent(LS, "name:coke1", "ports")
+    assert naming.TENANT_KEY not in row.columns["external_ids"]
 
 
 def test_allocate_task_ip() -> None:

@@ -49,6 +49,15 @@ def test_add_reads_the_network_from_the_mesos_labels() -> None:
     assert (req.network, req.tenant) == ("web", "pepsi")
 
 
+def test_the_task_id_label_of_the_originals_readme() -> None:
+    req = parse(labels=[{"key": "logical_switch", "value": "coke1"}, {"key": "task_id", "value": "1234"}])
+    assert (req.network, req.task_id) == ("coke1", "1234")
+    assert parse().task_id is None
+    for bad in ("a b", 'a"b', "a\\b", "x" * 201):
+        assert code_of(labels=[{"key": "logical_switch", "value": "coke1"},
+                               {"key": "task_id", "value": bad}]) == (7, "bad task_id label"), bad
+
+
 def test_the_originals_config_file_is_accepted() -> None:
     """M:config/10-ovn.conf had no cniVersion and string booleans; its plugin printed 0.2.0."""
     original = {"bridge": "br-int", "ipMasq": "false", "name": "ovn", "isGateway": "true", "type": "ovn-mesos-plugin",
