@@ -6,21 +6,29 @@ subnets), then does its host-side steps in the network namespace it runs in. Re-
 the same arguments changes nothing; with new arguments it converges to them. Settings are
 resolved from `given`, what the user passed (ovn_k8s/config.py: flag > environment > config
 file > the local OVS' external_ids > default).
+
+A failed command changes nothing (docs/commands.md): every option and host fact (ranges, the
+NIC's or bridge's MAC, the system-id) is checked before the NB transaction; the host steps,
+which need the committed plan, come after it, and when one fails the NB part is undone
+(`_undo`: the rows the command created are deleted, the columns it changed are put back).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import netaddr
 
 from ovn_k8s import config, ipam, naming, netlink, process
 from ovn_k8s.desired import topology
-from ovn_k8s.errors import ConfigError, NotReadyError
+from ovn_k8s.errors import ConfigError, HostError, NotReadyError
 from ovn_k8s.local_ovsdb import LocalOvsdb
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.apply import ApplyCommand, NbView
@@ -30,29 +38,124 @@ from ovn_k8s.nb.plan import Plan
 LOG = logging.getLogger(__name__)
 CNI_CONFLIST = "10-ovn-k8s.conflist"
 CNI_NETWORK_NAME = "ovn-k8s"
-
+# Ranges of the numeric options: one error line, before anything is touched.
+MTU_RANGE = (68, 65535)          # the smallest IPv4 MTU .. the largest Linux MTU
+TIMEOUT_MAX = 24 * 3600.0
 
 
 # --- shared steps -----------------------------------------------------------------------------
+def check_ranges(cfg: config.Config) -> None:
+    """Refuse out-of-range numbers and unusable paths of the options resolved in `cfg`."""
+    values = cfg.values
+    if "timeout" in values:
+        t = values["timeout"]
+        if not (math.isfinite(t) and 0 < t <= TIMEOUT_MAX):
+            raise ConfigError(f"--timeout: {t:g} is out of range (more than 0, at most "
+                              f"{TIMEOUT_MAX:g} seconds)")
+    if "mtu" in values:
+        low, high = MTU_RANGE
+        if not low <= values["mtu"] <= high:
+            raise ConfigError(f"--mtu: {values['mtu']} is out of range ({low}..{high})")
+    log_file = values.get("log_file")
+    if log_file:
+        directory = os.path.dirname(os.path.abspath(log_file))
+        if not os.path.isdir(directory):
+            raise ConfigError(f"--log-file: {log_file}: directory {directory} does not exist")
+        if os.path.isdir(log_file):
+            raise ConfigError(f"--log-file: {log_file} is a directory")
+
+
 def _resolve(given: process.Given, ovs: LocalOvsdb, extra: Sequence[str]) -> config.Config:
     cfg = config.resolve(given, (*process.GLOBAL_OPTIONS, *extra), ovs_external_ids=ovs.external_ids)
-    process.setup_logging(cfg.log_level, cfg.log_file)
+    check_ranges(cfg)
+    try:
+        process.setup_logging(cfg.log_level, cfg.log_file)
+    except OSError as e:
+        raise ConfigError(f"--log-file: {cfg.log_file}: {e.strerror or e}") from None
     return cfg
 
 
 def _open_ovs(given: process.Given) -> LocalOvsdb:
     pre = config.resolve(given, ("ovs_db", "timeout"))
+    check_ranges(pre)
     return LocalOvsdb(pre.ovs_db, timeout=pre.timeout)
 
 
-def apply_rows(nb: object, *, scopes: Sequence[str], build, timeout: float) -> Plan:  # type: ignore[no-untyped-def]
+@dataclass(slots=True)
+class Applied:
+    """What one apply_rows did: enough to undo it (`_undo`)."""
+
+    scopes: tuple[str, ...]
+    desired: list[Row] = field(default_factory=list)
+    plan: Plan = field(default_factory=Plan)
+
+
+def apply_rows(nb: object, *, scopes: Sequence[str], build: Callable[[NbView], list[Row]],
+               timeout: float) -> Plan:
     """Run one ApplyCommand in one NB transaction; return the plan it executed."""
-    cmd = ApplyCommand(nb, scopes=scopes, build=build)
+    return _apply(nb, scopes=scopes, build=build, timeout=timeout).plan
+
+
+def _apply(nb: object, *, scopes: Sequence[str], build: Callable[[NbView], list[Row]],
+           timeout: float) -> Applied:
+    """apply_rows, returning what it executed with the rows it wanted (for `_undo`)."""
+    applied = Applied(tuple(scopes))
+
+    def recorded(view: NbView) -> list[Row]:
+        applied.desired = build(view)   # the last run of a retried transaction is the one kept
+        return applied.desired
+
+    cmd = ApplyCommand(nb, scopes=scopes, build=recorded)
     with connection.transaction(nb, timeout=timeout) as txn:
         txn.add(cmd)
-    plan: Plan = cmd.result
-    LOG.info("NB %s: %s", ",".join(scopes), plan.summary() if plan else "no change")
-    return plan
+    applied.plan = cmd.result
+    LOG.info("NB %s: %s", ",".join(scopes), applied.plan.summary() if applied.plan else "no change")
+    return applied
+
+
+def _before(applied: Applied) -> list[Row]:
+    """The scopes' rows as they were before `applied`: unchanged rows as they are, created rows
+    gone, updated columns back to their old values. Rows the plan deleted cannot be rebuilt
+    (the plan keeps no columns of them): they are logged."""
+    plan = applied.plan
+    created = {(r.table, r.id) for r in plan.create}
+    updated = {(u.desired.table, u.desired.id): u for u in plan.update}
+    rows = []
+    for row in applied.desired:
+        key = (row.table, row.id)
+        if key in created:
+            continue
+        u = updated.get(key)
+        if u is not None:
+            old = {c: u.actual.columns.get(c) for c in u.columns}
+            row = Row(row.table, row.id, row.owner, {**row.columns, **old},
+                      parent=u.actual.parent or row.parent)
+        rows.append(row)
+    for gone in plan.delete:
+        LOG.error("cannot restore %s %s deleted from the NB", gone.table, gone.id)
+    return rows
+
+
+def _undo(nb: object, applied: Applied, timeout: float) -> None:
+    """Put the NB part of a command back after its host step failed (best effort: a failure
+    here is logged, the host step's error is the one reported)."""
+    if not applied.plan:
+        return
+    before = _before(applied)
+    try:
+        apply_rows(nb, scopes=applied.scopes, build=lambda _view: before, timeout=timeout)
+        LOG.info("host step failed: NB changes of %s undone", ",".join(applied.scopes))
+    except Exception:  # noqa: BLE001 -- the original error must reach the user
+        LOG.exception("could not undo the NB changes of %s", ",".join(applied.scopes))
+
+
+@contextlib.contextmanager
+def _undo_on_failure(nb: object, applied: Applied, timeout: float) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        _undo(nb, applied, timeout)
+        raise
 
 
 def _other_node_subnets(view: NbView, node: str) -> list[tuple[str, netaddr.IPNetwork]]:
@@ -124,23 +227,45 @@ def master_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
             raise ConfigError(f"--join-subnet {join} overlaps --cluster-ip-subnet {cluster}")
         ipam.check_node_subnet(subnet, cluster, [])
         ipam.node_addresses(subnet)
+        _check_mgmt_link(ovs, node)
         nb = process.connect_nb(cfg)
         try:
             def build(view: NbView) -> list[Row]:
-                _node_subnet_check(view, node, subnet, cluster)
                 router = view.row(topology.LR, topology.CLUSTER_ROUTER_ID)
                 if router is not None:
+                    _same_master(router, node)
                     view.verify(router, "ports")
+                _node_subnet_check(view, node, subnet, cluster)
                 spec = topology.MasterSpec(master=node, cluster_subnet=cluster, join_subnet=join)
                 return [*topology.master_rows(spec),
                         *topology.node_rows(topology.NodeSpec(node=node, subnet=subnet))]
 
-            apply_rows(nb, scopes=(naming.OWNER_CLUSTER, naming.owner_node(node)), build=build,
-                       timeout=cfg.timeout)
+            applied = _apply(nb, scopes=(naming.OWNER_CLUSTER, naming.owner_node(node)),
+                                 build=build, timeout=cfg.timeout)
+            with _undo_on_failure(nb, applied, cfg.timeout):
+                setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster,
+                                      mtu=cfg.mtu, service_range=service_range)
         finally:
             connection.disconnect(nb)
-        setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster, mtu=cfg.mtu,
-                              service_range=service_range)
+
+
+def _same_master(router: object, node: str) -> None:
+    """master-init re-run elsewhere or with a mistyped --node-name must not rename the cluster
+    router (and its join ports): refuse, naming both."""
+    name = getattr(router, "name", None)
+    if name and name != node:
+        raise ConfigError(f"--node-name {node} differs from the cluster's master {name} (the "
+                          f"cluster router is named after it): run master-init with "
+                          f"--node-name={name}, or on {name}")
+
+
+def _check_mgmt_link(ovs: LocalOvsdb, node: str) -> None:
+    """The management port's name must be free or already ours (an OVS internal port): a
+    device of the same name would make OVS fail to create it after the NB is written."""
+    ifname = naming.mgmt_ifname(node)
+    if netlink.link_index(ifname) is not None and ovs.port_bridge(ifname) is None:
+        raise HostError(f"interface {ifname} exists and is not an OVS port: cannot make the "
+                        f"management port of {node}")
 
 
 # --- minion-init -------------------------------------------------------------------------------
@@ -155,6 +280,7 @@ def minion_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
                                    "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
                                    "kubeconfig", "service_cluster_ip_range"))
         service_range = _service_range(cfg, cluster)
+        _check_mgmt_link(ovs, node)
         nb = process.connect_nb(cfg)
         try:
             def build(view: NbView) -> list[Row]:
@@ -165,12 +291,33 @@ def minion_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
                 _node_subnet_check(view, node, subnet, cluster)
                 return topology.node_rows(topology.NodeSpec(node=node, subnet=subnet))
 
-            apply_rows(nb, scopes=(naming.owner_node(node),), build=build, timeout=cfg.timeout)
+            applied = _apply(nb, scopes=(naming.owner_node(node),), build=build,
+                                 timeout=cfg.timeout)
+            with _undo_on_failure(nb, applied, cfg.timeout):
+                # The CNI directories first: they fail for reasons no check can foresee
+                # (a read-only or pseudo file system) and change nothing in OVS.
+                plugin = _cni_dirs(cfg)
+                setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster,
+                                      mtu=cfg.mtu, service_range=service_range)
+                if plugin is not None:
+                    install_cni(cfg)
         finally:
             connection.disconnect(nb)
-        setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster, mtu=cfg.mtu,
-                              service_range=service_range)
-    install_cni(cfg)
+
+
+def _cni_dirs(cfg: config.Config) -> str | None:
+    """The CNI plugin's path once the runtime's directories exist (None: no plugin in PATH)."""
+    plugin = shutil.which(cfg.cni_plugin)
+    if plugin is None:
+        LOG.warning("CNI plugin %s not found in PATH: CNI configuration not installed",
+                    cfg.cni_plugin)
+        return None
+    for flag, directory in (("--cni-bin-dir", cfg.cni_bin_dir), ("--cni-conf-dir", cfg.cni_conf_dir)):
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise HostError(f"{flag}: cannot create {directory}: {e.strerror or e}") from None
+    return plugin
 
 
 def install_cni(cfg: config.Config) -> bool:
@@ -246,12 +393,12 @@ def gateway_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
         system_id = ovs.system_id()
         if physical_interface:
             port_name = physical_interface
-            mac = netlink.link_mac(port_name)
+            mac = _valid_mac(netlink.link_mac(port_name), f"interface {port_name}")
         else:
             assert bridge_interface is not None
             port_name = bridge_interface
             ovs.require_bridge(port_name)
-            mac = ovs.mac_in_use(port_name)
+            mac = _valid_mac(ovs.mac_in_use(port_name), f"OVS bridge {port_name}")
         nb = process.connect_nb(cfg)
         try:
             def build(view: NbView) -> list[Row]:
@@ -270,30 +417,50 @@ def gateway_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
                     port_name=port_name, default_gw=default_gw, rampout_subnets=list(rampout))
                 return topology.gateway_rows(spec)
 
-            apply_rows(nb, scopes=(naming.owner_gateway(node),), build=build, timeout=cfg.timeout)
+            applied = _apply(nb, scopes=(naming.owner_gateway(node),), build=build,
+                                 timeout=cfg.timeout)
+            with _undo_on_failure(nb, applied, cfg.timeout):
+                _gateway_host(ovs, node=node, port_name=port_name, mac=mac,
+                              physical_interface=physical_interface)
         finally:
             connection.disconnect(nb)
-        iface_id = naming.external_port(port_name, node)
-        owner = {naming.OWNER_KEY: naming.owner_gateway(node)}
-        ovs.ensure_integration_bridge()
-        if physical_interface:
-            # The NIC becomes an OVN port: its address now belongs to the gateway router.
-            ovs.ensure_port(naming.BR_INT, port_name, external_ids={"iface-id": iface_id, **owner})
-            keep = {port_name}
-        else:
-            # Shared NIC: the router shares the bridge's MAC and IP (the gateway helper sorts the
-            # traffic); pin the bridge MAC so it survives the NIC being re-added.
-            ovs.ensure_bridge(port_name, other_config={"hwaddr": mac})
-            int_side, br_side = naming.patch_int_to_bridge(port_name), naming.patch_bridge_to_int(port_name)
-            ovs.ensure_patch_pair(naming.BR_INT, int_side, port_name, br_side,
-                                  external_ids_a={"iface-id": iface_id, **owner})
-            keep = {int_side, br_side}
-        # A previous run with another NIC or mode left its port behind: take it out.
-        for stale in ovs.remove_owned_ports(naming.owner_gateway(node), keep):
-            LOG.info("removing %s left by a previous gateway-init", stale)
-        ovs.commit()
-        if physical_interface:
-            netlink.flush_addresses(port_name)
+
+
+def _valid_mac(mac: str, what: str) -> str:
+    """A unicast Ethernet address, as OVN wants it in a router port's `mac`."""
+    try:
+        eui = netaddr.EUI(mac)
+    except (netaddr.AddrFormatError, TypeError, ValueError):
+        raise HostError(f"{what} has no valid MAC address ({mac!r})") from None
+    if eui.version != 48 or eui.words[0] & 1 or int(eui) == 0:
+        raise HostError(f"{what} has no unicast MAC address ({mac})")
+    return str(eui.format(netaddr.mac_unix_expanded))
+
+
+def _gateway_host(ovs: LocalOvsdb, *, node: str, port_name: str, mac: str,
+                  physical_interface: str | None) -> None:
+    """gateway-init's host side: the NIC (or a patch pair to the shared bridge) in br-int."""
+    iface_id = naming.external_port(port_name, node)
+    owner = {naming.OWNER_KEY: naming.owner_gateway(node)}
+    ovs.ensure_integration_bridge()
+    if physical_interface:
+        # The NIC becomes an OVN port: its address now belongs to the gateway router.
+        ovs.ensure_port(naming.BR_INT, port_name, external_ids={"iface-id": iface_id, **owner})
+        keep = {port_name}
+    else:
+        # Shared NIC: the router shares the bridge's MAC and IP (the gateway helper sorts the
+        # traffic); pin the bridge MAC so it survives the NIC being re-added.
+        ovs.ensure_bridge(port_name, other_config={"hwaddr": mac})
+        int_side, br_side = naming.patch_int_to_bridge(port_name), naming.patch_bridge_to_int(port_name)
+        ovs.ensure_patch_pair(naming.BR_INT, int_side, port_name, br_side,
+                              external_ids_a={"iface-id": iface_id, **owner})
+        keep = {int_side, br_side}
+    # A previous run with another NIC or mode left its port behind: take it out.
+    for stale in ovs.remove_owned_ports(naming.owner_gateway(node), keep):
+        LOG.info("removing %s left by a previous gateway-init", stale)
+    ovs.commit()
+    if physical_interface:
+        netlink.flush_addresses(port_name)
 
 
 def _join_address(view: NbView, node: str, join: netaddr.IPNetwork) -> netaddr.IPAddress:

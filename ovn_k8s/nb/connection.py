@@ -5,6 +5,10 @@ Traps handled here (style-and-architecture.md §3):
 - V6: transactions default to check_error=False; ours always raise.
 - python-ovs retries a dead remote forever: we probe the socket first so an unreachable server is
   one clear error after a short wait, not a hang.
+- ovsdbapp's get_schema_helper blocks forever on a server that accepts and never answers: the
+  schema comes from our own get_schema round trip (`_fetch_schema`), bounded by `timeout`;
+  ovsdbapp's Connection.timeout then bounds the first sync and every transaction. A TLS verdict
+  against us (the server's certificate unverified by our CA) is a ConfigError, not a retry.
 
 The IDL is ovsdbapp's, subclassed (`_Idl`) to use two hooks python-ovs documents for
 subclasses: `notify` (row changes, for `watch_rows`) and `cooperative_yield`. Connection and
@@ -16,9 +20,12 @@ tests/unit/test_library_contracts.py to the versions setup.py allows.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import ssl
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -168,6 +175,7 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
     """An ovsdbapp API object connected to `remote` and synced (raises ConnectionFailed)."""
     from ovsdbapp.backend.ovs_idl import connection
 
+    deadline = time.monotonic() + timeout
     proto, _, _ = parse_remote(remote, what)
     if proto == "ssl":
         if tls is None:
@@ -182,7 +190,7 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
     else:
         raise ValueError(schema)
     try:
-        helper = _schema_helper(remote, schema, timeout, hint=" (check the TLS key, certificate "
+        helper = _schema_helper(remote, schema, what, deadline, hint=" (check the TLS key, certificate "
                                 "and CA)" if proto == "ssl" else "")
         if tables:
             for table in tables:
@@ -191,6 +199,8 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
             helper.register_all()
         idl_class = _idl_class() if schema == "OVN_Northbound" else connection.OvsdbIdl
         idl = idl_class(remote, helper, leader_only=False)
+        # ovsdbapp's Connection.timeout bounds the first sync (wait_for_change) and each
+        # transaction's wait for its result: none of them can hang on a silent server.
         conn = connection.Connection(idl, timeout=timeout)
         if schema != "OVN_Northbound":
             return _api_class(base)(conn)
@@ -203,17 +213,96 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
                 api.create_index(table, column)
         api.start_connection(conn)
         return api
-    except ConnectionFailed:
+    except (ConnectionFailed, ConfigError):
         raise
     except Exception as e:  # noqa: BLE001 - python-ovs raises many types; one clear line out
         raise ConnectionFailed(f"cannot use the {what} at {remote}: {e}") from e
 
 
-def _schema_helper(remote: str, schema: str, timeout: float, hint: str = "") -> Any:
-    from ovsdbapp.backend.ovs_idl import idlutils
+def _block(deadline: float, register: Callable[[Any], None]) -> None:
+    """Sleep until an event `register(poller)` asked for, or the deadline (TimeoutError)."""
+    import ovs.poller
 
+    remaining = int((deadline - time.monotonic()) * 1000)
+    if remaining <= 0:
+        raise TimeoutError
+    poller = ovs.poller.Poller()
+    register(poller)
+    poller.timer_wait(remaining)
+    poller.block()
+
+
+def _reason(error: int) -> str:
+    import ovs.util
+
+    return "connection closed" if error == ovs.util.EOF else os.strerror(error)
+
+
+# A TLS session cut short (a server restarting) may work on the next try.
+_TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def _fetch_schema(remote: str, db: str, deadline: float, what: str) -> dict[str, Any]:
+    """The server's schema of `db` (one get_schema round trip on a connection of its own),
+    bounded by `deadline` (a time.monotonic() value). Doubles as the probe: ConnectionFailed at
+    once if nothing listens, at the deadline if the server accepts and never answers. ssl:
+    remotes need python-ovs' process-wide TLS files set first; a TLS verdict the handshake
+    raises (the server's certificate not signed by our CA) is a ConfigError.
+
+    NOTE: ovn_k8s.local_ovsdb.fetch_schema is the same round trip for the local OVS (the
+    import table keeps python-ovs out of ovsdb_remote, where one copy could live)."""
+    import ovs.jsonrpc
+    import ovs.stream
+
+    hint = " (check the TLS key, certificate and CA)" if remote.startswith("ssl:") else ""
+    error, stream = ovs.stream.Stream.open(remote)
+    if error:
+        raise ConnectionFailed(f"cannot reach the {what} at {remote}: {_reason(error)}{hint}")
+    rpc = None
     try:
-        return idlutils.get_schema_helper(remote, schema)
+        while (error := stream.connect()) == errno.EAGAIN:
+            _block(deadline, stream.connect_wait)
+        if error:
+            raise ConnectionFailed(f"cannot reach the {what} at {remote}: {_reason(error)}{hint}")
+        rpc = ovs.jsonrpc.Connection(stream)
+        request = ovs.jsonrpc.Message.create_request("get_schema", [db])
+        error = rpc.send(request)
+        while not error:
+            rpc.run()
+            error, msg = rpc.recv()
+            if msg is not None and msg.id == request.id:
+                if msg.type != ovs.jsonrpc.Message.T_REPLY:
+                    raise ConnectionFailed(f"the server at {remote} has no {db} database: {msg.error}")
+                result: dict[str, Any] = msg.result
+                return result
+            if error == errno.EAGAIN:
+                error = 0
+                _block(deadline, lambda p: (rpc.wait(p), rpc.recv_wait(p)))
+        raise ConnectionFailed(f"cannot read the {db} schema from {remote}: {_reason(error)}{hint}")
+    except TimeoutError:
+        raise ConnectionFailed(f"no answer from the {what} at {remote} in time{hint}") from None
+    except _TLS_TRANSIENT as e:
+        raise ConnectionFailed(f"TLS with the {what} at {remote} was cut: {e}{hint}") from None
+    except ssl.SSLError as e:
+        # python-ovs lets the handshake's verdict escape as an exception: an unverified server
+        # certificate or a client certificate the server refuses is a setting, not a retry.
+        reason = " ".join(str(x) for x in (e.reason, getattr(e, "verify_message", None)) if x) or str(e)
+        raise ConfigError(f"TLS with the {what} at {remote} failed: {reason}{hint}") from None
+    finally:
+        if rpc is not None:
+            rpc.close()
+        else:
+            stream.close()
+
+
+def _schema_helper(remote: str, schema: str, what: str, deadline: float, hint: str = "") -> Any:
+    # Not ovsdbapp's idlutils.get_schema_helper: it blocks forever on a server that accepts
+    # the connection and never answers. fetch_schema is bounded by the deadline.
+    import ovs.db.idl
+
+    schema_json = _fetch_schema(remote, schema, deadline, what)
+    try:
+        return ovs.db.idl.SchemaHelper(schema_json=schema_json)
     except Exception as e:  # noqa: BLE001
         raise ConnectionFailed(f"cannot read the {schema} schema from {remote}{hint}: {e}") from e
 

@@ -152,3 +152,19 @@ def test_no_nb_address_anywhere(lab: Lab) -> None:
                           capture_output=True, text=True, env=env, check=False)
     ok(proc)
     assert "coke" in lab.nbctl("lr-list")
+
+
+def test_silent_nb_is_an_error_at_the_timeout(lab: Lab, silent_socket: str) -> None:
+    """An NB that accepts and never answers: the plugin answers once `timeout` is spent (and
+    ovn-mesos-init says so in one line), instead of hanging the agent."""
+    from tests.e2e.test_mesos import network_conf, plugin
+
+    node1 = lab.add_node("node1")
+    ns = lab.add_netns("task")
+    conf = network_conf(node1, {"logical_switch": "web"}, ovn_nb=silent_socket, timeout=1)
+    proc, out = plugin(node1, "ADD", "task", ns, conf)
+    assert proc.returncode == 1, proc
+    assert f"no answer from the OVN NB database at {silent_socket} in time" in out["details"], out
+    assert_refused(lab, node1, lambda: mesos(node1, "tenant-init", "--tenant-name=coke", "--timeout=1",
+                                             nb=silent_socket),
+                   f"no answer from the OVN NB database at {silent_socket} in time")
