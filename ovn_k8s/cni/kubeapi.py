@@ -23,8 +23,10 @@ The wait (`wait_for_pod_network`): one GET of the pod; if it has no annotation y
 that single pod (`fieldSelector=metadata.name=<pod>`, from the pod's resourceVersion), so the
 annotation is seen the moment the watcher writes it. Connection errors, 5xx, 429 and expired
 resourceVersions are retried every `poll_interval` until the deadline; 401/403 and other
-client errors fail at once. A pod whose UID differs from CNI_ARGS K8S_POD_UID, or that is
-deleted while we wait, fails at once too: the sandbox belongs to a pod that is gone.
+client errors fail at once, and so does a TLS failure other than a cut connection (an
+unverifiable certificate is a setting to fix: INVALID_NETWORK_CONFIG, the reason in `msg`).
+A pod whose UID differs from CNI_ARGS K8S_POD_UID, or that is deleted while we wait, fails at
+once too: the sandbox belongs to a pod that is gone.
 
 The HTTP client is `ovn_k8s.kube.lite` (http.client, ~30 ms cheaper to import than
 `requests`), imported only when called: VERSION, config errors and DEL never pay for it. Only
@@ -35,7 +37,6 @@ settings with an HTTP proxy bring in `ovn_k8s.kube.rest` and `requests`. Never i
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import math
 import os
@@ -45,7 +46,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ovn_k8s.cni.protocol import CniError, ErrorCode
+from ovn_k8s.cni.protocol import CniError, ErrorCode, load_json
 
 if TYPE_CHECKING:
     from ovn_k8s.kube.lite import LiteClient
@@ -88,7 +89,7 @@ def parse_annotation(text: Any, pod_key: str = "") -> PodNetwork:
     if not isinstance(text, str):
         raise bad("not a string")
     try:
-        data = json.loads(text)
+        data = load_json(text)
     except ValueError as err:
         raise bad(f"not JSON ({err})") from None
     if not isinstance(data, dict):
@@ -181,7 +182,8 @@ def connection_params(settings: ApiSettings, ovs_external_ids: Callable[[], Mapp
                                     ca_certificate=None if ca_file else ids.get(OVS_KEYS["ca"]) or None,
                                     ca_file=ca_file)
     except KubeConfigError as err:
-        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, "unusable Kubernetes API settings", str(err)) from None
+        raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"unusable Kubernetes API settings: {err}",
+                       str(err)) from None
 
 
 def make_client(params: ConnectionParams) -> LiteClient | KubeClient:
@@ -278,6 +280,11 @@ def wait_for_pod_network(client: LiteClient | KubeClient, namespace: str, name: 
         except errors.Gone as err:
             last, resource_version, fresh_get = f"watch expired: {err}", None, True
             LOG.info("pod %s: %s; reading the pod again", key, last)
+        except errors.KubeTLSError as err:
+            # An unverifiable certificate does not fix itself while we wait: a setting to fix.
+            raise CniError(ErrorCode.INVALID_NETWORK_CONFIG, f"TLS to the Kubernetes API server "
+                           f"failed (check its CA: k8s_ca_cert, the kubeconfig or "
+                           f"external_ids:k8s-ca-certificate): {err}", str(err)) from None
         except (errors.KubeConnectionError, errors.ServerError, errors.TooManyRequests, errors.WatchError) as err:
             last, fresh_get = str(err), True
             pause = min(poll_interval * min(attempts, 10), max(0.0, deadline - time.monotonic()))

@@ -54,6 +54,7 @@ from ovn_k8s.cni.protocol import (
     Command,
     ErrorCode,
     PluginConfig,
+    load_json,
     run,
 )
 
@@ -257,7 +258,7 @@ def _log_settings(text: str) -> tuple[str | None, str]:
     are logged too; anything unusable falls back to stderr / INFO (the parse reports it)."""
     defaults = PluginConfig()
     try:
-        conf = json.loads(text)
+        conf = load_json(text)
     except ValueError:
         return None, defaults.log_level
     if not isinstance(conf, dict):

@@ -467,10 +467,19 @@ def validate_ifname(ifname: str, what: str = "CNI_IFNAME") -> None:
         raise CniError(ErrorCode.INVALID_ENVIRONMENT, f"{what} {problem}", repr(ifname))
 
 
+def load_json(text: str) -> Any:
+    """json.loads whose every failure is a ValueError: deeply nested input makes the decoder
+    raise RecursionError, which would otherwise escape as an unexpected error."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def sniff_version(stdin_text: str) -> str:
     """Best-effort `cniVersion` of a config for error output; DEFAULT_VERSION if there is none."""
     try:
-        data = json.loads(stdin_text)
+        data = load_json(stdin_text)
     except ValueError:
         return DEFAULT_VERSION
     if isinstance(data, dict) and isinstance(data.get("cniVersion"), str) and data["cniVersion"]:
@@ -515,7 +524,7 @@ def parse_envelope(command: Command, env: Mapping[str, str], stdin_text: str, *,
                        f"required env variables [{','.join(missing)}] missing")
 
     try:
-        conf = json.loads(stdin_text)
+        conf = load_json(stdin_text)
     except ValueError as err:
         raise CniError(ErrorCode.DECODING_FAILURE, "error decoding network config", str(err)) from None
     if not isinstance(conf, dict):

@@ -54,8 +54,15 @@ def client_for(params: ConnectionParams, **kwargs: Any) -> LiteClient | KubeClie
     return LiteClient(params, **kwargs)
 
 
+# A TLS session cut short (server restarting, connection reset) is worth retrying; every
+# other TLS failure (unverified certificate, wrong host name, not a TLS server) is a setting.
+_TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
 def _transport_error(exc: BaseException, method: str, path: str) -> KubeConnectionError:
     what = f"{method} {path}"
+    if isinstance(exc, _TLS_TRANSIENT):
+        return KubeConnectionError(f"{what}: {exc}")
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return KubeTLSError(f"{what}: TLS failed: {exc}")
     if isinstance(exc, TimeoutError):

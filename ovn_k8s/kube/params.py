@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 
 from ovn_k8s.kube.errors import KubeConfigError
@@ -71,6 +72,13 @@ class ConnectionParams:
     def __post_init__(self) -> None:
         if not self.server.startswith(("http://", "https://")):
             raise KubeConfigError(f"API server URL {self.server!r} needs http:// or https://")
+        try:  # the transports read these; a bad address is a setting to fix, not a retry
+            url = urllib.parse.urlsplit(self.server)
+            url.port  # noqa: B018 -- raises ValueError on a port that is no number or out of range
+        except ValueError as exc:
+            raise KubeConfigError(f"API server URL {self.server!r} is not valid: {exc}") from None
+        if not url.hostname:
+            raise KubeConfigError(f"API server URL {self.server!r} has no host")
         if (self.client_cert is None) != (self.client_key is None):
             raise KubeConfigError("a client certificate needs its key, and the other way round")
 

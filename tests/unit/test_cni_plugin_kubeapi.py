@@ -122,12 +122,16 @@ def test_connection_params_precedence(tmp_path) -> None:  # type: ignore[no-unty
     (ApiSettings(server="https://10.0.0.1", ca_cert="/nonexistent/ca.crt"), {}, "k8s_ca_cert does not exist"),
     (ApiSettings(kubeconfig="/nonexistent/kubeconfig"), {}, "cannot read kubeconfig"),
     (ApiSettings(), {"k8s-api-server": "ftp://x"}, "http:// or https://"),
+    (ApiSettings(server="::::"), {}, "API server URL 'http://::::' is not valid"),
+    (ApiSettings(), {"k8s-api-server": "::::"}, "is not valid"),
+    (ApiSettings(server="https://10.0.0.1:99999"), {}, "is not valid"),
+    (ApiSettings(server="http://:8080"), {}, "has no host"),
 ])
 def test_unusable_api_settings_are_code_7(settings: ApiSettings, ovs: dict[str, str], fragment: str) -> None:
     with pytest.raises(CniError) as err:
         connection_params(settings, lambda: ovs)
     assert err.value.code == 7
-    assert fragment in err.value.msg + err.value.details
+    assert fragment in err.value.msg  # the reason is in msg, which runtimes show
 
 
 # -- the wait --------------------------------------------------------------------------------------
@@ -276,3 +280,27 @@ def test_a_malformed_annotation_arriving_later_is_code_105(server: KubeApiServer
     with pytest.raises(CniError) as err:
         wait(server, "j")
     assert err.value.code == 105
+
+
+def test_an_unverifiable_certificate_is_code_7_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A CA that does not sign the server's certificate will not start to while we wait: the
+    setting is wrong, so the error comes at once, saying so, not at the annotation timeout."""
+    from ovn_k8s.kube.params import ConnectionParams
+
+    cert, key = self_signed_cert(tmp_path, "server")
+    other_ca, _ = self_signed_cert(tmp_path, "other")
+    api = KubeApiServer(tls_cert=cert, tls_key=key, start_resource_version=100).start()
+    try:
+        api.create("pods", pod("v", ann()), namespace="ns")
+        client = kubeapi.make_client(ConnectionParams(server=api.url, ca_file=other_ca))
+        try:
+            with pytest.raises(CniError) as err:
+                kubeapi.wait_for_pod_network(client, "ns", "v", uid=None, deadline=time.monotonic() + 120,
+                                             poll_interval=0.05)
+        finally:
+            client.close()
+    finally:
+        api.stop()
+    assert err.value.code == 7, err.value
+    assert "TLS to the Kubernetes API server failed" in err.value.msg
+    assert "CERTIFICATE_VERIFY_FAILED" in err.value.msg

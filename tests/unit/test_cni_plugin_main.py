@@ -115,3 +115,16 @@ def test_stdin_that_is_not_utf8_is_code_6() -> None:
                                "CNI_NETNS": "/x", "CNI_IFNAME": "eth0"})
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["code"] == 6
+
+
+NESTED_CONF = '{"cniVersion": "1.0.0", "name": "n", "type": "t", "x": ' + "[" * 50_000 + "]" * 50_000 + "}"
+
+
+@pytest.mark.parametrize("stdin", ["[" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000, NESTED_CONF])
+def test_deeply_nested_stdin_is_code_6_on_stdout(stdin: str) -> None:
+    """The JSON decoder's RecursionError is a decoding failure like any other, in the frame."""
+    proc = run(stdin, CNI_COMMAND="ADD", CNI_CONTAINERID="c", CNI_NETNS="/x", CNI_IFNAME="eth0")
+    assert proc.returncode == 1
+    answer = json.loads(proc.stdout)
+    assert answer["code"] == 6 and answer["details"] == "nested too deeply", answer
+    assert "Traceback" not in proc.stderr
