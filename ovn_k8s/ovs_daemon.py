@@ -52,12 +52,16 @@ VERSION = "0.1.0"
 # Our vlog modules: the first component of a `logging` logger name picks one.
 VLOG_MODULES = ("ovn_k8s", "watcher", "gateway_helper", "ovsdbapp", "sandbox")
 _VLOGS = {name: ovs.vlog.Vlog(name) for name in VLOG_MODULES}
+# Vlog's own methods, kept before anyone patches them: nb.connection has ovsdbapp send
+# python-ovs's messages to `logging`, which would send ours back to `logging` without end.
+_EMIT = {name: getattr(ovs.vlog.Vlog, name) for name in ("emer", "err", "warn", "info", "dbg")}
 # --log-level (today's flag, and the config file's log_level) in vlog's words.
 LEVEL_WORDS = {"debug": "dbg", "dbg": "dbg", "info": "info", "warning": "warn", "warn": "warn",
                "error": "err", "err": "err", "emer": "emer", "critical": "emer", "off": "off"}
 _LOGGING_LEVELS = {"dbg": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
                    "err": logging.ERROR, "emer": logging.CRITICAL, "off": logging.CRITICAL + 10}
 DAEMON_OPTIONS = ("rundir", "logdir")
+DEFAULT_PIDFILE = "<RUNDIR/PROG.pid>"   # --pidfile without a name: named once RUNDIR is known
 
 
 # --- flags ---------------------------------------------------------------------------------------
@@ -65,6 +69,9 @@ def add_args(parser: argparse.ArgumentParser, prog: str) -> None:
     """The OVS daemon and logging flags (plus today's --log-level), on `parser`."""
     ovs.util.PROGRAM_NAME = prog
     ovs.daemon.add_args(parser)
+    for action in parser._actions:
+        if action.dest == "pidfile":
+            action.const = DEFAULT_PIDFILE
     group = parser.add_argument_group("logging (as the OVS daemons; see ovs-appctl(8))")
     group.add_argument("--log-file", nargs="?", const="default", default=None, metavar="FILE",
                        help=f"log to FILE (default FILE: LOGDIR/{prog}.log); without -v for the "
@@ -91,16 +98,11 @@ class _VlogHandler(logging.Handler):
             msg = record.getMessage()
             if record.exc_info:
                 msg += "\n" + logging.Formatter().formatException(record.exc_info)
-            if record.levelno >= logging.CRITICAL:
-                vlog.emer(msg)
-            elif record.levelno >= logging.ERROR:
-                vlog.err(msg)
-            elif record.levelno >= logging.WARNING:
-                vlog.warn(msg)
-            elif record.levelno >= logging.INFO:
-                vlog.info(msg)
-            else:
-                vlog.dbg(msg)
+            level = record.levelno
+            name = ("emer" if level >= logging.CRITICAL else "err" if level >= logging.ERROR
+                    else "warn" if level >= logging.WARNING else "info" if level >= logging.INFO
+                    else "dbg")
+            _EMIT[name](vlog, msg)
         except Exception:  # noqa: BLE001 -- logging must never raise into the caller
             self.handleError(record)
 
@@ -203,9 +205,7 @@ class Daemon:
     def start(self) -> None:
         args = self.args
         if args.pidfile:
-            # ovs.daemon's default pidfile was named when the flags were built: rename it
-            # under the RUNDIR now in effect.
-            name = "" if args.pidfile == ovs.daemon.make_pidfile_name(None) else args.pidfile
+            name = "" if args.pidfile == DEFAULT_PIDFILE else args.pidfile
             self.pidfile = ovs.daemon.make_pidfile_name(name)
             ovs.daemon.set_pidfile(self.pidfile)
         if args.overwrite_pidfile:

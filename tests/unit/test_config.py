@@ -1,5 +1,6 @@
 """Precedence: flag > environment > config file > OVS external_ids > default."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,26 @@ def test_bad_values_are_one_line_errors(tmp_path: Path) -> None:
     conf = write_conf(tmp_path, "not an ini file")
     with pytest.raises(ConfigError, match="not valid INI"):
         config.resolve({"config": conf}, ("mtu",), env={})
+
+
+def test_every_original_key_is_read_and_the_rest_refused_in_one_line(tmp_path: Path) -> None:
+    # The original tools' keys (etc/ovn_k8s.conf of the Python era) all have a reader.
+    original = {"mtu": "1400", "conntrack_zone": "64000", "ovn_mode": "overlay",
+                "unix_socket": "/var/run/openvswitch/ovnnb_db.sock", "cni_conf_path": "/etc/cni/net.d",
+                "cni_link_path": "/opt/cni/bin/", "cni_plugin": "ovn-k8s-cni-overlay",
+                "private_key": "/k", "certificate": "/c", "ca_cert": "/ca",
+                "k8s_ca_certificate": "/etc/openvswitch/k8s-ca.crt", "rundir": "/r", "logdir": "/l"}
+    conf = write_conf(tmp_path, "[default]\n" + "".join(f"{k} = {v}\n" for k, v in original.items()))
+    cfg = config.resolve({"config": conf}, ("mtu", "conntrack_zone", "unix_socket", "cni_conf_dir",
+                                            "cni_bin_dir", "nb_privkey", "rundir", "logdir"), env={})
+    assert (cfg.mtu, cfg.conntrack_zone, cfg.rundir, cfg.logdir) == (1400, 64000, "/r", "/l")
+    assert cfg.unix_socket == "/var/run/openvswitch/ovnnb_db.sock" and cfg.nb_privkey == "/k"
+    for text, message in [
+        ("[default]\nlog_path = /var/log/x.log\n", "log_path is not supported: the CNI plugin's log"),
+        ("[default]\nmtuu = 1400\n", "unknown key 'mtuu' in [default]"),
+        ("[default]\novn_mode = underlay\n", "ovn_mode = 'underlay': OVN mode not supported"),
+        ("[default]\nmtu = 1400\n[kubernetes]\napiserver = x\n", "section [kubernetes] is not read"),
+    ]:
+        conf = write_conf(tmp_path, text)
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            config.resolve({"config": conf}, ("mtu",), env={})

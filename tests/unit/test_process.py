@@ -92,3 +92,28 @@ def test_stop_on_signals_calls_stop_and_says_which(sig: signal.Signals,
         os.kill(os.getpid(), sig)     # the handler runs in this (the main) thread, at once
     assert stopped == [True]
     assert f"{sig.name}: stopping" in caplog.text
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_the_shared_flags_go_before_or_after_the_subcommand(before: bool) -> None:
+    """`ovn-k8s-overlay --ovn-nb tcp:IP:6641 master-init ...`, as `ovn-nbctl --db=... ls-add`."""
+    from ovn_k8s.cli import mesos, overlay, util
+
+    shared = ["--ovn-nb", "tcp:192.0.2.1:6641", "--timeout", "7", "--config", "/dev/null"]
+    cases = [
+        (overlay, ["master-init", "--node-name", "m", "--cluster-ip-subnet", "10.0.0.0/16",
+                   "--master-switch-subnet", "10.0.0.0/24"], (*process.GLOBAL_OPTIONS, *overlay.EXTRAS)),
+        (mesos, ["tenant-init", "--tenant-name", "coke"], (*process.GLOBAL_OPTIONS, *mesos.EXTRAS)),
+    ]
+    for module, command, names in cases:
+        argv = [*shared, *command] if before else [*command, *shared]
+        args = process.fill_defaults(module.build_parser().parse_args(argv), names)
+        assert (args.ovn_nb, args.timeout, args.config) == ("tcp:192.0.2.1:6641", "7", "/dev/null")
+        assert args.log_file is None and args.nb_cacert is None     # unset: config decides
+    # plugin-install has only its own --ovn-nb and --ovs-db after the command.
+    argv = ["--ovn-nb", "unix:/nb", "plugin-install"] if before else ["plugin-install", "--ovn-nb", "unix:/nb"]
+    args = process.fill_defaults(mesos.build_parser().parse_args(argv), process.GLOBAL_OPTIONS)
+    assert (args.ovn_nb, args.ovs_db) == ("unix:/nb", None)
+    argv = ["--timeout", "2", "nics-to-bridge", "eth0"] if before else ["nics-to-bridge", "eth0", "--timeout", "2"]
+    args = process.fill_defaults(util.build_parser().parse_args(argv), util.SHARED)
+    assert (args.timeout, args.ovs_db, args.nics) == ("2", None, ["eth0"])

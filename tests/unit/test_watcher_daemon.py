@@ -117,3 +117,14 @@ def test_home_kubeconfig_comes_after_the_ovs_style_server(tmp_path, monkeypatch)
     assert daemon.kube_params(_cfg(k8s_api_server="10.0.0.1:8080"), environ={}).server == \
         "http://10.0.0.1:8080"
     assert daemon.kube_params(_cfg(), environ={}).server == "http://127.0.0.1:9"
+
+
+def test_the_original_unix_socket_key_is_the_watchers_nb_unless_ovn_nb_is_given(tmp_path):
+    conf = tmp_path / "ovn_k8s.conf"
+    conf.write_text("[default]\nunix_socket = /run/ovn/ovnnb_db.sock\n")
+    args = daemon.build_parser().parse_args(["--config", str(conf), "--ovs-db",
+                                             f"unix:{tmp_path}/none.sock"])
+    assert daemon.resolve(args).ovn_nb == "unix:/run/ovn/ovnnb_db.sock"
+    args = daemon.build_parser().parse_args(["--config", str(conf), "--ovs-db",
+                                             f"unix:{tmp_path}/none.sock", "--ovn-nb", "tcp:127.0.0.1:6641"])
+    assert daemon.resolve(args).ovn_nb == "tcp:127.0.0.1:6641"
