@@ -34,6 +34,7 @@ class Option:
     ovs_key: str | None = None     # key in Open_vSwitch external_ids
     type: Callable[[str], Any] = str
     metavar: str | None = None
+    bounds: tuple[float, float] | None = None  # inclusive range of a number (NaN is outside)
 
     @property
     def flag(self) -> str:
@@ -57,9 +58,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
            "the server (trust on first use) when the file does not exist yet",
            default="/etc/openvswitch/ovnnb-ca.cert", file_key="ca_cert", metavar="FILE"),
     Option("timeout", "seconds to wait for a database connection or transaction", default=30.0,
-           file_key="timeout", type=float, metavar="SECONDS"),
+           file_key="timeout", type=float, metavar="SECONDS", bounds=(0.001, 86400.0)),
     Option("mtu", "MTU of the management port and of pods (geneve needs ~100 bytes of headroom)",
-           default=1400, file_key="mtu", type=int),
+           default=1400, file_key="mtu", type=int, bounds=(68, 65535)),
     Option("join_subnet", "subnet of the join switch between the cluster router and the gateway "
            "routers; must not overlap the cluster or any physical network",
            default="100.64.0.0/16", file_key="join_subnet", metavar="CIDR"),
@@ -233,11 +234,14 @@ def resolve(args: argparse.Namespace | Mapping[str, Any], names: Iterable[str], 
             raw = from_ovs(opt.ovs_key)
         if raw is None:
             source, raw = "default", opt.default
+        shown = raw
         if raw is not None and not isinstance(raw, opt.type):
             try:
                 raw = opt.type(raw)
             except (TypeError, ValueError):
                 raise ConfigError(f"{opt.flag}: {raw!r} is not a valid {opt.type.__name__}") from None
+        if opt.bounds is not None and raw is not None and not opt.bounds[0] <= raw <= opt.bounds[1]:
+            raise ConfigError(f"{opt.flag}: {shown} is out of range ({opt.bounds[0]:g}..{opt.bounds[1]:g})")
         values[name] = raw
         sources[name] = source
     server = values.get("k8s_api_server")

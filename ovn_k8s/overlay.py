@@ -7,8 +7,9 @@ the same arguments changes nothing; with new arguments it converges to them. Set
 resolved from `given`, what the user passed (ovn_k8s/config.py: flag > environment > config
 file > the local OVS' external_ids > default).
 
-A failed command changes nothing (docs/commands.md): every option and host fact (ranges, the
-NIC's or bridge's MAC, the system-id) is checked before the NB transaction; the host steps,
+A failed command changes nothing (docs/commands.md): every option (config.resolve checks the
+numbers' ranges) and host fact (the management port's name, the NIC's or bridge's MAC, the
+system-id) is checked before the NB transaction; the host steps,
 which need the committed plan, come after it, and when one fails the NB part is undone
 (`_undo`: the rows the command created are deleted, the columns it changed are put back).
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -38,46 +38,17 @@ from ovn_k8s.nb.plan import Plan
 LOG = logging.getLogger(__name__)
 CNI_CONFLIST = "10-ovn-k8s.conflist"
 CNI_NETWORK_NAME = "ovn-k8s"
-# Ranges of the numeric options: one error line, before anything is touched.
-MTU_RANGE = (68, 65535)          # the smallest IPv4 MTU .. the largest Linux MTU
-TIMEOUT_MAX = 24 * 3600.0
 
 
 # --- shared steps -----------------------------------------------------------------------------
-def check_ranges(cfg: config.Config) -> None:
-    """Refuse out-of-range numbers and unusable paths of the options resolved in `cfg`."""
-    values = cfg.values
-    if "timeout" in values:
-        t = values["timeout"]
-        if not (math.isfinite(t) and 0 < t <= TIMEOUT_MAX):
-            raise ConfigError(f"--timeout: {t:g} is out of range (more than 0, at most "
-                              f"{TIMEOUT_MAX:g} seconds)")
-    if "mtu" in values:
-        low, high = MTU_RANGE
-        if not low <= values["mtu"] <= high:
-            raise ConfigError(f"--mtu: {values['mtu']} is out of range ({low}..{high})")
-    log_file = values.get("log_file")
-    if log_file:
-        directory = os.path.dirname(os.path.abspath(log_file))
-        if not os.path.isdir(directory):
-            raise ConfigError(f"--log-file: {log_file}: directory {directory} does not exist")
-        if os.path.isdir(log_file):
-            raise ConfigError(f"--log-file: {log_file} is a directory")
-
-
 def _resolve(given: process.Given, ovs: LocalOvsdb, extra: Sequence[str]) -> config.Config:
     cfg = config.resolve(given, (*process.GLOBAL_OPTIONS, *extra), ovs_external_ids=ovs.external_ids)
-    check_ranges(cfg)
-    try:
-        process.setup_logging(cfg.log_level, cfg.log_file)
-    except OSError as e:
-        raise ConfigError(f"--log-file: {cfg.log_file}: {e.strerror or e}") from None
+    process.setup_logging(cfg.log_level, cfg.log_file)   # an unusable --log-file: ConfigError
     return cfg
 
 
 def _open_ovs(given: process.Given) -> LocalOvsdb:
     pre = config.resolve(given, ("ovs_db", "timeout"))
-    check_ranges(pre)
     return LocalOvsdb(pre.ovs_db, timeout=pre.timeout)
 
 

@@ -181,7 +181,7 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
         if tls is None:
             raise ConfigError(f"{what}: {remote} needs --nb-privkey, --nb-cert and --nb-cacert")
         _setup_ssl(remote, tls, timeout)
-    probe(remote, what)
+    probe(remote, what, timeout=min(PROBE_TIMEOUT, timeout))   # within --timeout too
     _vlog_to_logging()
     if schema == "OVN_Northbound":
         from ovsdbapp.schema.ovn_northbound.impl_idl import OvnNbApiIdlImpl as base

@@ -176,7 +176,8 @@ def test_option_ranges(cluster: Lab) -> None:
                           (("--mtu", "0"), "--mtu: 0 is out of range"),
                           (("--timeout", "-1"), "--timeout: -1 is out of range"),
                           (("--timeout", "0"), "--timeout: 0 is out of range"),
-                          (("--timeout", "nan"), "--timeout: nan is out of range")):
+                          (("--timeout", "nan"), "--timeout: nan is out of range"),
+                          (("--log-file", "/proc/nope/x.log"), "--log-file: /proc/nope/x.log")):
         assert_refused(cluster, node2, lambda a=args: minion_init(node2, "10.244.2.0/24", *a), message)
     node1 = cluster.nodes["node1"]
     assert_refused(cluster, node1, lambda: master_init(node1, "10.244.1.0/24", "--mtu", "0"),

@@ -1,0 +1,42 @@
+"""Numbers out of an option's range are one error line from config.resolve, whichever layer
+(flag, environment, config file) gave them: every command, daemon and plugin checks the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ovn_k8s import config
+from ovn_k8s.errors import ConfigError
+
+
+@pytest.mark.parametrize(("name", "raw", "message"), [
+    ("mtu", "-5", "--mtu: -5 is out of range (68..65535)"),
+    ("mtu", "0", "--mtu: 0 is out of range"),
+    ("mtu", "99999999", "--mtu: 99999999 is out of range"),
+    ("timeout", "-1", "--timeout: -1 is out of range"),
+    ("timeout", "0", "--timeout: 0 is out of range"),
+    ("timeout", "nan", "--timeout: nan is out of range"),
+    ("timeout", "inf", "--timeout: inf is out of range"),
+])
+def test_out_of_range_is_refused(name: str, raw: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.resolve({name: raw}, (name,), env={})
+    assert str(err.value).startswith(message)
+    with pytest.raises(ConfigError):
+        config.resolve({}, (name,), env={config.OPTIONS[name].env: raw})
+
+
+def test_the_config_file_is_checked_too(tmp_path: Path) -> None:
+    conf = tmp_path / "ovn_k8s.conf"
+    conf.write_text("[default]\nmtu = 70000\n")
+    with pytest.raises(ConfigError, match="--mtu: 70000 is out of range"):
+        config.resolve({"config": str(conf)}, ("mtu",), env={})
+
+
+@pytest.mark.parametrize(("name", "raw", "value"), [
+    ("mtu", "68", 68), ("mtu", "65535", 65535), ("timeout", "0.5", 0.5), ("timeout", "86400", 86400.0),
+])
+def test_the_bounds_are_inclusive(name: str, raw: str, value: float) -> None:
+    assert getattr(config.resolve({name: raw}, (name,), env={}), name) == value
