@@ -136,8 +136,7 @@ def tenant_rows(spec: TenantSpec) -> list[Row]:
     rtoj = naming.rtoj(naming.tenant_router(t))
     tag = {naming.TENANT_KEY: t}
     return [
-        Row(LR, router_id, owner, {
-            "name": naming.tenant_router(t),
+        Row(LR, router_id, owner, {"name": naming.tenant_router(t)}, members={
             "external_ids": {**tag, naming.JOIN_SUBNET_KEY: str(spec.join_subnet)}}),
         Row(LS, tenant_join_id(t), owner, {
             "name": naming.tenant_join_switch(t),
@@ -170,8 +169,8 @@ def network_rows(spec: NetworkSpec) -> list[Row]:
     switch_id = network_switch_id(t, n)
     rtos = naming.rtos(switch)
     return [
-        Row(LS, switch_id, owner, {
-            "name": switch,
+        # members: keys users add (other_config:exclude_ips, which the plugin honours) stay
+        Row(LS, switch_id, owner, {"name": switch}, members={
             "other_config": {"subnet": str(spec.subnet)},
             "external_ids": {naming.TENANT_KEY: t, naming.NETWORK_KEY: n,
                              naming.GATEWAY_IP_KEY: addrs.router_cidr}}),
@@ -233,14 +232,13 @@ def gateway_rows(spec: GatewaySpec) -> list[Row]:
                    parent=Parent(LR, router, "static_routes"))
 
     rows = [
-        Row(LR, gr_id, owner, {
-            "name": gr,
+        # members, not columns: what users add by hand (the original walkthrough's `set
+        # logical_router GR_... load_balancer=`, an option) survives our re-runs
+        Row(LR, gr_id, owner, {"name": gr}, members={
             "options": {"chassis": sysid, "lb_force_snat_ip": str(spec.join_ip)},
             "external_ids": {**tag, naming.PHYSICAL_IP_KEY: phys_ip, naming.SYSTEM_ID_KEY: sysid,
-                             naming.CLUSTER_SUBNET_KEY: str(spec.cluster_subnet)}},
-            # members, not a column: load balancers users attach by hand (the original
-            # walkthrough's `set logical_router GR_... load_balancer=`) survive our re-runs
-            members={"load_balancer": tuple(Ref(LB, tenant_lb_id(t, proto)) for proto in PROTOCOLS)}),
+                             naming.CLUSTER_SUBNET_KEY: str(spec.cluster_subnet)},
+            "load_balancer": tuple(Ref(LB, tenant_lb_id(t, proto)) for proto in PROTOCOLS)}),
         _router_port(owner=owner, router_id=gr_id, name=rtoj,
                      cidr=f"{spec.join_ip}/{spec.join_subnet.prefixlen}",
                      mac=ipam.mac_from_ip(spec.join_ip), external_ids=tag),

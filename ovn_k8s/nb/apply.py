@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ovsdbapp.backend.ovs_idl import command as ovs_command
@@ -255,10 +255,14 @@ def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
     for row in plan.create:
         irow = created[(row.table, row.id)]
         table = idl.tables[row.table]
-        for col, val in write.desired_columns(row, lookup).items():
+        values = write.desired_columns(row, lookup)
+        for col, want in (row.members or {}).items():
+            if isinstance(want, Mapping):      # e.g. external_ids: with the ownership keys
+                values[col] = {**values.get(col, {}), **want}
+            else:
+                values[col] = [lookup(ref) for ref in want]
+        for col, val in values.items():
             setattr(irow, col, write.column_value(table, col, val))
-        for col, refs in (row.members or {}).items():
-            setattr(irow, col, [lookup(ref) for ref in refs])
         if row.parent is not None:
             link(irow, row.parent)
         LOG.debug("create %s %s", row.table, row.id)
@@ -266,9 +270,13 @@ def _write(api: Any, txn: Any, view: NbView, plan: Plan) -> None:
         table = idl.tables[upd.desired.table]
         irow = table.rows[uuidlib.UUID(upd.actual.uuid)]
         write.update(irow, table, upd.desired, lookup, columns=upd.columns)
-        for col, refs in upd.add_members.items():
-            for ref in refs:      # by mutation: members users added by hand stay
-                irow.addvalue(col, lookup(ref))
+        for col, want in upd.add_members.items():   # by mutation: what users added stays
+            if isinstance(want, Mapping):
+                for key, val in want.items():
+                    irow.setkey(col, key, val)
+            else:
+                for ref in want:
+                    irow.addvalue(col, lookup(ref))
         if upd.relink:
             for holder, column in view._holders_of(irow.uuid):
                 holder.delvalue(column, irow)

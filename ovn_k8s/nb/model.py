@@ -6,9 +6,11 @@ other tools or by hand can be adopted by name). `columns` hold the full value of
 the row owns; columns not listed (a switch's `ports`, a port's `up`) are never touched. A row
 that lives inside another (a port in a switch, a route in a router) names its `parent`; it is
 linked into the parent's column by mutation, so concurrent writers of sibling rows do not
-conflict. A reference set the row shares with users (a router's `load_balancer`, to which
-users add their own load balancers by hand) is listed in `members`, not `columns`: the row
-owns only those members, which are added by mutation when missing; others' are left alone.
+conflict. A column the row shares with users is listed in `members`, not `columns`: a
+reference set (a router's `load_balancer`, to which users add load balancers by hand) or a map
+(a router's `options`, to which users add keys). The row owns only those members (set values,
+or map keys with their values), which are written by mutation when missing or different;
+everything else in the column is left alone.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ class Row:
     owner: str
     columns: Mapping[str, Any] = field(default_factory=dict)
     parent: Parent | None = None
-    # set column -> the references this row owns in it (full-scan mode only; see the module
-    # docstring). A member no longer listed is not removed: it cannot be told from a user's.
-    members: Mapping[str, tuple[Ref, ...]] | None = None
+    # column -> what this row owns in it: references (a set column) or keys and their values
+    # (a map column); full-scan mode only, see the module docstring. A member no longer
+    # listed is not removed: it cannot be told from a user's.
+    members: Mapping[str, tuple[Ref, ...] | Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,9 @@ class Update:
     desired: Row
     columns: Mapping[str, Any]      # only the columns whose value differs
     relink: bool = False            # the row must move to desired.parent
-    # members of desired.members the row lacks: added by mutation, the column's others kept
-    add_members: Mapping[str, tuple[Ref, ...]] = field(default_factory=dict)
+    # what of desired.members the row lacks (missing_members): written by mutation, the
+    # column's other values kept
+    add_members: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -63,12 +64,21 @@ def _order(row: Row | ActualRow) -> tuple[int, str]:
     return (TABLE_ORDER.index(row.table) if row.table in TABLE_ORDER else len(TABLE_ORDER), row.id)
 
 
-def missing_members(row: Row, actual: ActualRow) -> dict[str, tuple[Ref, ...]]:
-    """The members of `row.members` that the actual row's set columns lack."""
-    out = {}
-    for col, refs in (row.members or {}).items():
-        have = set(actual.columns.get(col) or ())
-        lacking = tuple(r for r in refs if r not in have)
+def missing_members(row: Row, actual: ActualRow) -> dict[str, Any]:
+    """What of `row.members` the actual row lacks: references missing from a set column, or
+    map keys missing or with another value."""
+    out: dict[str, Any] = {}
+    for col, want in (row.members or {}).items():
+        have = actual.columns.get(col)
+        if isinstance(want, Mapping):
+            have = dict(have or {})
+            lacking_keys = {k: v for k, v in want.items()
+                            if k not in have or normalize_scalar(have[k]) != normalize_scalar(v)}
+            if lacking_keys:
+                out[col] = lacking_keys
+            continue
+        present = set(have or ())
+        lacking = tuple(r for r in want if r not in present)
         if lacking:
             out[col] = lacking
     return out

@@ -79,10 +79,11 @@ def gateway_lbs(lab: Lab, router: str) -> set[str]:
     return {names[u] for u in (value if isinstance(value, list) else [value] if value else [])}
 
 
-def test_load_balancer_added_by_hand_survives_our_commands(lab: Lab) -> None:
+def test_load_balancer_and_keys_added_by_hand_survive_our_commands(lab: Lab) -> None:
     """The original walkthrough's north-south step, verbatim (M:README.md): `lb-add`, then
     `set logical_router GR_coke_$OVS_SYSTEM_ID load_balancer=$LB_UUID`, which replaces the
-    whole column. Our re-runs add our own load balancers back by mutation and keep theirs."""
+    whole column. Our re-runs add our own load balancers back by mutation and keep theirs;
+    keys users add to our routers' and networks' maps stay too."""
     node1 = lab.add_node("node1")
     lab.add_outside(f"{OUTSIDE}/24")
     lab.connect_outside(node1)
@@ -106,6 +107,27 @@ def test_load_balancer_added_by_hand_survives_our_commands(lab: Lab) -> None:
     (theirs,) = rows(lab, LB, "vips", where=["name=coke"])
     assert theirs["vips"] == {"192.0.2.10:32350": "192.168.1.2:80,192.168.1.3:80"}
     # gateway-del removes the router, not the user's load balancer
+    # keys added by hand: an option on the gateway router, an id on the tenant router, and
+    # addresses the plugin must not hand out
+    lab.nbctl("set", "logical_router", "GR_coke_node1", "options:always_learn_from_arp_request=false",
+              "options:lb_force_snat_ip=10.0.0.9")
+    lab.nbctl("set", "logical_router", "coke", "external_ids:team=blue")
+    lab.nbctl("set", "logical_switch", "coke_coke1", "other_config:exclude_ips=192.168.1.2..192.168.1.5")
+    init_tenant(node1, "coke", "coke1")
+    ok(init_gateway(node1, "coke", "192.0.2.10/24"))
+    (gr,) = rows(lab, LR, "options", where=["name=GR_coke_node1"])
+    assert gr["options"] == {"chassis": "node1", "lb_force_snat_ip": "100.64.0.2",   # ours: corrected
+                             "always_learn_from_arp_request": "false"}
+    (router,) = rows(lab, LR, "external_ids", where=["name=coke"])
+    assert router["external_ids"]["team"] == "blue" and router["external_ids"]["ovn-k8s/tenant"] == "coke"
+    (net,) = rows(lab, LS, "other_config", where=["name=coke_coke1"])
+    assert net["other_config"] == {"subnet": "192.168.1.0/24", "exclude_ips": "192.168.1.2..192.168.1.5"}
+    use_nb(lab, node1)
+    assert add_task(lab, node1, "excl", "coke1")[1] == "192.168.1.6"
+    before = nb_dump(lab)
+    init_tenant(node1, "coke", "coke1")
+    ok(init_gateway(node1, "coke", "192.0.2.10/24"))
+    assert nb_dump(lab) == before
     ok(mesos(node1, "gateway-del", "--tenant-name=coke"))
     assert {r["name"] for r in rows(lab, LB, "name")} == {"coke", "lb_coke_tcp", "lb_coke_udp"}
 

@@ -127,8 +127,8 @@ def test_members_are_linked_by_mutation_and_members_added_by_hand_stay(lab: Lab,
     lab.nbctl("lb-add", "theirs", "10.10.1.12:32350", "192.168.1.2:80")
     theirs = lab.nbctl("--bare", "--columns=_uuid", "find", LB, "name=theirs")
     lab.nbctl("set", LR, "a", f"load_balancer={theirs}")
-    wait_for(lambda: len(nb.tables[LR].rows[next(iter(nb.tables[LR].rows))].load_balancer) == 1
-             and len(nb.tables[LB].rows) == 2, 10, "the IDL to see the hand-made change")
+    wait_for(lambda: [lb.name for lb in next(iter(nb.tables[LR].rows.values())).load_balancer] == ["theirs"],
+             10, "the IDL to see the hand-made change")
     plan = apply_rows(nb, scopes=["gw:a"], build=build, timeout=10)
     assert plan.summary() == "+0 ~1 -0"
     assert lbs_of_router() == {"ours", "theirs"}
@@ -160,3 +160,26 @@ def test_a_switch_made_by_hand_is_reachable_by_name(lab: Lab, nb: Any) -> None:
     apply_rows(nb, scopes=["task:1"], build=lambda v: [], timeout=10)
     assert rows(lab, LS, "_uuid", "external_ids", "other_config") == before
     assert identities(lab) == {(LS, "hand")}
+
+
+def test_map_members_own_their_keys_only(lab: Lab, nb: Any) -> None:
+    """external_ids/options shared with users: our keys are set (and corrected), theirs stay."""
+    LR = "Logical_Router"
+
+    def build(chassis: str) -> Any:
+        return lambda view: [Row(LR, "router:a", "gw:a", {"name": "a"}, members={
+            "options": {"chassis": chassis}, "external_ids": {"tenant": "coke"}})]
+
+    assert apply_rows(nb, scopes=["gw:a"], build=build("c1"), timeout=10).summary() == "+1 ~0 -0"
+    (router,) = rows(lab, LR, "options", "external_ids")
+    assert router == {"options": {"chassis": "c1"},
+                      "external_ids": {"tenant": "coke", "ovn-k8s/id": "router:a", "ovn-k8s/owner": "gw:a"}}
+    lab.nbctl("set", LR, "a", "options:always_learn_from_arp_request=false", "external_ids:mine=yes",
+              "options:chassis=wrong")
+    wait_for(lambda: next(iter(nb.tables[LR].rows.values())).external_ids.get("mine") == "yes", 10,
+             "the IDL to see the hand-made keys")
+    assert apply_rows(nb, scopes=["gw:a"], build=build("c1"), timeout=10).summary() == "+0 ~1 -0"
+    (router,) = rows(lab, LR, "options", "external_ids")
+    assert router["options"] == {"chassis": "c1", "always_learn_from_arp_request": "false"}
+    assert router["external_ids"]["mine"] == "yes" and router["external_ids"]["tenant"] == "coke"
+    assert not apply_rows(nb, scopes=["gw:a"], build=build("c1"), timeout=10)

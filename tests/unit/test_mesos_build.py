@@ -60,7 +60,7 @@ def test_tenant_rows() -> None:
     assert {r.owner for r in rows.values()} == {"tenant:coke"}
     router = rows[(LR, "tenant-router:coke")]
     assert router.columns["name"] == "coke"
-    assert router.columns["external_ids"] == {naming.TENANT_KEY: "coke", naming.JOIN_SUBNET_KEY: "100.64.0.0/16"}
+    assert router.members["external_ids"] == {naming.TENANT_KEY: "coke", naming.JOIN_SUBNET_KEY: "100.64.0.0/16"}
     assert rows[(LS, "tenant-join:coke")].columns["name"] == "join_coke"
     rtoj = rows[(LRP, "rtoj-coke")]
     assert rtoj.columns["networks"] == ["100.64.0.1/16"]
@@ -83,8 +83,8 @@ def test_network_rows() -> None:
     assert {r.owner for r in rows.values()} == {"network:coke/coke1"}
     ls = rows[(LS, "tenant-network:coke/coke1")]
     assert ls.columns["name"] == "coke_coke1"
-    assert ls.columns["other_config"] == {"subnet": "192.168.1.0/24"}
-    assert ls.columns["external_ids"] == {naming.TENANT_KEY: "coke", naming.NETWORK_KEY: "coke1",
+    assert ls.members["other_config"] == {"subnet": "192.168.1.0/24"}
+    assert ls.members["external_ids"] == {naming.TENANT_KEY: "coke", naming.NETWORK_KEY: "coke1",
                                           naming.GATEWAY_IP_KEY: "192.168.1.1/24"}
     rtos = rows[(LRP, "rtos-coke_coke1")]
     assert rtos.columns["networks"] == ["192.168.1.1/24"]
@@ -112,11 +112,11 @@ def test_gateway_rows() -> None:
     assert {r.owner for r in rows.values()} == {"tenant-gateway:coke/sys-1"}
     gr = rows[(LR, "tenant-gateway-router:coke/sys-1")]
     assert gr.columns["name"] == "GR_coke_sys-1"
-    assert gr.columns["options"] == {"chassis": "sys-1", "lb_force_snat_ip": "100.64.0.3"}
-    assert gr.columns["external_ids"][naming.PHYSICAL_IP_KEY] == "192.0.2.10"
-    assert gr.columns["external_ids"][naming.CLUSTER_SUBNET_KEY] == "192.168.0.0/16"
-    assert "load_balancer" not in gr.columns     # shared with users: linked by mutation
-    assert gr.members == {"load_balancer": (Ref(m.LB, "tenant-lb:coke:tcp"), Ref(m.LB, "tenant-lb:coke:udp"))}
+    assert gr.members["options"] == {"chassis": "sys-1", "lb_force_snat_ip": "100.64.0.3"}
+    assert gr.members["external_ids"][naming.PHYSICAL_IP_KEY] == "192.0.2.10"
+    assert gr.members["external_ids"][naming.CLUSTER_SUBNET_KEY] == "192.168.0.0/16"
+    assert set(gr.columns) == {"name"}     # the rest is shared with users: written by mutation
+    assert gr.members["load_balancer"] == (Ref(m.LB, "tenant-lb:coke:tcp"), Ref(m.LB, "tenant-lb:coke:udp"))
     assert rows[(LRP, "rtoj-GR_coke_sys-1")].columns["networks"] == ["100.64.0.3/16"]
     assert rows[(LSP, "jtor-GR_coke_sys-1")].parent == Parent(LS, "tenant-join:coke", "ports")
     rtoe = rows[(LRP, "rtoe-GR_coke_sys-1")]
