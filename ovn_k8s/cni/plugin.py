@@ -278,7 +278,7 @@ def setup_logging(text: str, env: Mapping[str, str]) -> None:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
             handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
-        except OSError as err:
+        except (OSError, ValueError) as err:  # ValueError: a NUL in the path
             problem = f"cannot open log_file {log_file}: {err}; logging to stderr"
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
@@ -323,8 +323,12 @@ def exit_main() -> NoReturn:
     code = 1
     try:
         code = main()
-    except BaseException:  # main() answers every CNI error itself; this is a bug or a signal
+    except BaseException as err:  # main() answers every CNI error itself; this is a bug or a signal
         traceback.print_exc()
+        # Still the spec's answer: the runtime reads stdout, never stderr.
+        with contextlib.suppress(Exception):
+            unexpected = CniError(ErrorCode.INTERNAL, str(err) or type(err).__name__, type(err).__name__)
+            sys.stdout.write(json.dumps(unexpected.to_json()) + "\n")
     finally:
         try:
             atexit._run_exitfuncs()  # what a normal exit runs first

@@ -128,3 +128,26 @@ def test_deeply_nested_stdin_is_code_6_on_stdout(stdin: str) -> None:
     answer = json.loads(proc.stdout)
     assert answer["code"] == 6 and answer["details"] == "nested too deeply", answer
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("stdin", [
+    "", "null", "3", '"text"', "[]", "{}", '{"cniVersion": 1}', '{"cniVersion": "9.9.9", "name": "n", "type": "t"}',
+    '{"cniVersion": "1.0.0", "name": "n", "type": "t", "log_file": "/tmp/a\\u0000b"}',
+    '{"cniVersion": "1.0.0", "name": "n", "type": "t", "log_level": {"a": 1}, "mtu": "x"}',
+    '{"cniVersion": "1.0.0", "name": "n", "type": "t", "prevResult": [1]}',
+    '{"cniVersion": "1.0.0", "name": "n", "type": "t", "k8s_api_server": "::::"}',
+])
+@pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK", "VERSION", "BOGUS", ""])
+def test_whatever_the_input_stdout_is_one_spec_json(stdin: str, command: str) -> None:
+    """The runtime reads only stdout: every invocation answers there with one JSON object (an
+    error: code, msg, details; or VERSION's answer), never a traceback or nothing."""
+    proc = run(stdin, CNI_COMMAND=command, CNI_CONTAINERID="c", CNI_NETNS="/nonexistent/netns", CNI_IFNAME="eth0",
+               CNI_ARGS="K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p")
+    answer = json.loads(proc.stdout)
+    assert isinstance(answer, dict), proc.stdout
+    if command == "VERSION":
+        assert proc.returncode == 0 and "supportedVersions" in answer
+    else:
+        assert proc.returncode == 1 and {"code", "msg"} <= set(answer), answer
+        assert answer["code"] != 999, answer
+    assert "Traceback" not in proc.stderr
