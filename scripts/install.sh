@@ -30,3 +30,16 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import ovs' 2>/dev/null; 
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+# --- systemd units for the daemons (only where systemd runs; not enabled: configure first) ---
+# ExecStart names the executable; point it at the one just installed in .venv.
+if [ -d /run/systemd/system ]; then
+  for unit in etc/systemd/*.service; do
+    sed "s|^ExecStart=\([a-z0-9-]*\)|ExecStart=$PWD/.venv/bin/\1|" "$unit" \
+      > "/etc/systemd/system/$(basename "$unit")"
+    defaults="etc/systemd/$(basename "$unit" .service).default"
+    [ -e "/etc/default/$(basename "$unit" .service)" ] || cp "$defaults" "/etc/default/$(basename "$unit" .service)"
+  done
+  systemctl daemon-reload
+  echo "systemd units installed: systemctl enable --now ovn-k8s-watcher (NB host) / ovn-k8s-gateway-helper (shared-NIC gateways)"
+fi
