@@ -204,7 +204,8 @@ def _build(directory: str, nodes: int, out: Out) -> State:
                      netns=n.netns)
     start_daemon(d, "watcher", [exe("ovn-k8s-watcher"), f"--ovn-nb={lab.nb}", f"--kubeconfig={state.kubeconfig}",
                                 "--log-level=info", f"--log-file={d}/watcher.log", "--ovs-db=unix:/nonexistent/db.sock",
-                                "--metrics-address=127.0.0.1:0"])
+                                "--metrics-address=127.0.0.1:0"],
+                 env={"OVS_RUNDIR": d, "OVS_LOGDIR": d})   # its ovs-appctl socket stays in the sandbox
     start_daemon(d, "controllers", python_module("sandbox.controllers", directory))
     for name in names:
         start_daemon(d, f"agent-{name}", python_module("sandbox.agent", directory, name))

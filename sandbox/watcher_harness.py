@@ -207,6 +207,9 @@ class WatcherProcess:
         clean = {k: v for k, v in os.environ.items()
                  if not k.startswith("OVN_K8S_") and k != "KUBECONFIG"}
         clean["OVN_K8S_CONFIG"] = "/dev/null"
+        # Its ovs-appctl socket next to its pidfile: `ovs-appctl -t ovn-k8s-watcher` with
+        # OVS_RUNDIR=workdir reaches it (the name is the daemon's own: ovn-k8s-watcher.pid).
+        clean["OVS_RUNDIR"] = clean["OVS_LOGDIR"] = workdir
         self.env = {**clean, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self._url: str | None = None

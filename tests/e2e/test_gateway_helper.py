@@ -467,3 +467,47 @@ def test_startup_errors_are_one_line_and_the_bundle_is_atomic(lab: Lab) -> None:
     assert dump() == {*second, FOREIGN}  # all or nothing
     assert applier.replace(second).applied  # a failure forgets what was applied: no skip
     assert not applier.replace(second).applied
+
+
+def test_the_readme_line_detaches_once_serving_and_ovs_appctl_reports_the_flows(
+        cluster: Cluster) -> None:
+    """The README's `ovn-k8s-gateway-helper --physical-bridge=breth0 --physical-interface=eth0
+    --pidfile --detach`, on the lab's shared NIC (breth1/eth1); settings from the environment
+    and OVS_RUNDIR the node's (as ovs-ofctl needs), so the pidfile and the control socket are
+    where `ovs-appctl -t ovn-k8s-gateway-helper` looks."""
+    c = cluster
+    c.add_nodeport("web", 30080)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OVN_K8S_")}
+    env.update(c.node1.env, OVN_K8S_CONFIG="/dev/null", OVN_K8S_OVS_DB=c.node1.ovs_db,
+               OVN_K8S_K8S_API_SERVER=c.url)
+    start = subprocess.run(["ip", "netns", "exec", c.node1.netns,
+                            os.path.join(BIN, "ovn-k8s-gateway-helper"), "--physical-bridge=breth1",
+                            "--physical-interface=eth1", "--pidfile", "--detach"],
+                           env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert start.returncode == 0, start.stderr
+    rundir = c.node1.env["OVS_RUNDIR"]
+    pidfile = os.path.join(rundir, "ovn-k8s-gateway-helper.pid")
+    pid = int(open(pidfile, encoding="ascii").read())
+
+    def appctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ovs-appctl", "-t", "ovn-k8s-gateway-helper", *args], env=env,
+                              capture_output=True, text=True, timeout=10, check=False)
+
+    try:
+        want = f"flows installed: {len(c.expected())}\n"
+        deadline = time.monotonic() + 30
+        while want not in (status := appctl("status").stdout):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert "state: ok" in status and "services synced: yes" in status
+        assert c.flows() == c.expected()
+        assert appctl("exit").returncode == 0
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]:
+            assert time.monotonic() < deadline, "the helper did not exit"
+            time.sleep(0.05)
+        assert not os.path.exists(pidfile)
+        assert c.flows() == c.expected()          # the flows stay when the helper stops
+    finally:
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
