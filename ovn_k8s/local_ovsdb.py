@@ -31,7 +31,6 @@ BindingTimeout when ovn-controller does not bind a port in time.
 from __future__ import annotations
 
 import enum
-import errno
 import logging
 import os
 import time
@@ -40,12 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ovs.db.idl
-import ovs.jsonrpc
 import ovs.poller
 import ovs.stream
-import ovs.util
 
-from ovn_k8s import naming
+from ovn_k8s import naming, ovsdb_remote
 from ovn_k8s.errors import ConfigError, ConnectionFailed, HostError
 from ovn_k8s.ovsdb_remote import TlsFiles, parse_remote
 
@@ -154,46 +151,9 @@ def _only(schema: dict[str, Any], columns: Mapping[str, Iterable[str]]) -> dict[
     return {**schema, "tables": tables}
 
 
-def _reason(error: int) -> str:
-    return "connection closed" if error == ovs.util.EOF else os.strerror(error)
-
-
 def fetch_schema(remote: str, deadline: float) -> dict[str, Any]:
-    """The server's Open_vSwitch schema (one get_schema round trip on a connection of its own).
-    Doubles as the probe: ConnectionFailed at once if nothing listens, at the deadline if the
-    server does not answer."""
-    hint = " (check the TLS key, certificate and CA)" if remote.startswith("ssl:") else ""
-    error, stream = ovs.stream.Stream.open(remote)
-    if error:
-        raise ConnectionFailed(f"cannot reach the {WHAT} at {remote}: {_reason(error)}{hint}")
-    rpc = None
-    try:
-        while (error := stream.connect()) == errno.EAGAIN:
-            _block(deadline, stream.connect_wait)
-        if error:
-            raise ConnectionFailed(f"cannot reach the {WHAT} at {remote}: {_reason(error)}{hint}")
-        rpc = ovs.jsonrpc.Connection(stream)
-        request = ovs.jsonrpc.Message.create_request("get_schema", [DB])
-        error = rpc.send(request)
-        while not error:
-            rpc.run()
-            error, msg = rpc.recv()
-            if msg is not None and msg.id == request.id:
-                if msg.type != ovs.jsonrpc.Message.T_REPLY:
-                    raise ConnectionFailed(f"the server at {remote} has no {DB} database: {msg.error}")
-                result: dict[str, Any] = msg.result
-                return result
-            if error == errno.EAGAIN:
-                error = 0
-                _block(deadline, lambda p: (rpc.wait(p), rpc.recv_wait(p)))
-        raise ConnectionFailed(f"cannot read the {DB} schema from {remote}: {_reason(error)}{hint}")
-    except TimeoutError:
-        raise ConnectionFailed(f"no answer from the {WHAT} at {remote} in time{hint}") from None
-    finally:
-        if rpc is not None:
-            rpc.close()
-        else:
-            stream.close()
+    """The server's Open_vSwitch schema, bounded by `deadline` (ovsdb_remote.fetch_schema)."""
+    return ovsdb_remote.fetch_schema(remote, DB, deadline, WHAT)
 
 
 class LocalOvsdb:

@@ -1,17 +1,26 @@
 """OVSDB remotes: parsing `unix:` / `tcp:` / `ssl:` addresses, TLS file names, and a probe.
 
 Shared by the NB connection (ovn_k8s.nb.connection) and the local Open_vSwitch DB
-(ovn_k8s.local_ovsdb). Light on purpose: the CNI plugin imports it on every call, so it
-imports nothing beyond the standard library and ovn_k8s.errors.
+(ovn_k8s.local_ovsdb). Light on purpose: the CNI plugin imports it on every call, so at import
+time it loads nothing beyond the standard library and ovn_k8s.errors (python-ovs is imported
+inside `fetch_schema`, whose callers have loaded it already).
 
 python-ovs retries a dead remote forever: `probe` makes an unreachable server one clear error
-after a short wait instead of a hang.
+after a short wait instead of a hang. `fetch_schema`, the first round trip of both clients, is
+bounded by a deadline: a server that accepts and never answers is one ConnectionFailed in
+time (ovsdbapp's get_schema_helper would block forever).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ovn_k8s.errors import ConfigError, ConnectionFailed
 
@@ -53,3 +62,76 @@ def probe(remote: str, what: str, timeout: float = PROBE_TIMEOUT) -> None:
     except OSError as e:
         reason = e.strerror or str(e)
         raise ConnectionFailed(f"cannot reach the {what} at {remote}: {reason}") from None
+
+
+def _block(deadline: float, register: Callable[[Any], None]) -> None:
+    """Sleep until an event `register(poller)` asked for, or the deadline (TimeoutError)."""
+    import ovs.poller
+
+    remaining = int((deadline - time.monotonic()) * 1000)
+    if remaining <= 0:
+        raise TimeoutError
+    poller = ovs.poller.Poller()
+    register(poller)
+    poller.timer_wait(remaining)
+    poller.block()
+
+
+def _reason(error: int) -> str:
+    import ovs.util
+
+    return "connection closed" if error == ovs.util.EOF else os.strerror(error)
+
+
+# A TLS session cut short (a server restarting) may work on the next try.
+_TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def fetch_schema(remote: str, db: str, deadline: float, what: str) -> dict[str, Any]:
+    """The server's schema of `db` (one get_schema round trip on a connection of its own),
+    bounded by `deadline` (a time.monotonic() value). Doubles as the probe: ConnectionFailed at
+    once if nothing listens, at the deadline if the server accepts and never answers. ssl:
+    remotes need python-ovs' process-wide TLS files set first; a TLS verdict the handshake
+    raises (the server's certificate not signed by our CA) is a ConfigError."""
+    import ovs.jsonrpc
+    import ovs.stream
+
+    hint = " (check the TLS key, certificate and CA)" if remote.startswith("ssl:") else ""
+    error, stream = ovs.stream.Stream.open(remote)
+    if error:
+        raise ConnectionFailed(f"cannot reach the {what} at {remote}: {_reason(error)}{hint}")
+    rpc = None
+    try:
+        while (error := stream.connect()) == errno.EAGAIN:
+            _block(deadline, stream.connect_wait)
+        if error:
+            raise ConnectionFailed(f"cannot reach the {what} at {remote}: {_reason(error)}{hint}")
+        rpc = ovs.jsonrpc.Connection(stream)
+        request = ovs.jsonrpc.Message.create_request("get_schema", [db])
+        error = rpc.send(request)
+        while not error:
+            rpc.run()
+            error, msg = rpc.recv()
+            if msg is not None and msg.id == request.id:
+                if msg.type != ovs.jsonrpc.Message.T_REPLY:
+                    raise ConnectionFailed(f"the server at {remote} has no {db} database: {msg.error}")
+                result: dict[str, Any] = msg.result
+                return result
+            if error == errno.EAGAIN:
+                error = 0
+                _block(deadline, lambda p: (rpc.wait(p), rpc.recv_wait(p)))
+        raise ConnectionFailed(f"cannot read the {db} schema from {remote}: {_reason(error)}{hint}")
+    except TimeoutError:
+        raise ConnectionFailed(f"no answer from the {what} at {remote} in time{hint}") from None
+    except _TLS_TRANSIENT as e:
+        raise ConnectionFailed(f"TLS with the {what} at {remote} was cut: {e}{hint}") from None
+    except ssl.SSLError as e:
+        # python-ovs lets the handshake's verdict escape as an exception: an unverified server
+        # certificate or a client certificate the server refuses is a setting, not a retry.
+        reason = " ".join(str(x) for x in (e.reason, getattr(e, "verify_message", None)) if x) or str(e)
+        raise ConfigError(f"TLS with the {what} at {remote} failed: {reason}{hint}") from None
+    finally:
+        if rpc is not None:
+            rpc.close()
+        else:
+            stream.close()
