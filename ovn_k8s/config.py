@@ -119,8 +119,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("logdir", "where --log-file without a name writes (default: $OVS_LOGDIR, else "
            "/var/log/openvswitch)", file_key="logdir", metavar="DIR"),
     Option("unix_socket", "the NB server's unix socket: the watcher's NB when no --ovn-nb (flag, "
-           "env or file ovn_nb) is given (default: /var/run/openvswitch/ovnnb_db.sock if it "
-           "exists, else OVS external_ids:ovn-nb)", file_key="unix_socket", metavar="PATH"),
+           "env or file ovn_nb) is given; with neither this nor OVS external_ids:ovn-nb, the "
+           "first of /var/run/openvswitch/ovnnb_db.sock and /var/run/ovn/ovnnb_db.sock that "
+           "exists", file_key="unix_socket", metavar="PATH"),
     Option("ovn_mode", "the network mode; overlay is the only one", default="overlay",
            file_key="ovn_mode", metavar="MODE"),
 ]}

@@ -159,7 +159,10 @@ def setup_logging(prog: str, *, level: str | None, log_file: str | None,
         if msg:
             raise ConfigError(f"-v {spec}: {msg}")
     for dest in ("console", "file", "syslog"):
-        logging.getLogger(dest).propagate = False     # vlog's own loggers: not back to root
+        # vlog's own loggers: not back to root (our handler), and never to logging's
+        # last-resort stderr handler when the destination has no handler (no --log-file).
+        logging.getLogger(dest).propagate = False
+        logging.getLogger(dest).addHandler(logging.NullHandler())
     # Ours first: command_register keeps the first registration of a name.
     ovs.unixctl.command_register("vlog/set", "spec", 1, sys.maxsize, _unixctl_vlog_set, None)
     ovs.vlog.Vlog.init(log_file)

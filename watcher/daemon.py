@@ -57,8 +57,9 @@ PROG = "ovn-k8s-watcher"
 NB_LOCK = "ovn_k8s_watcher"          # an OVSDB lock id: letters, digits and underscores
 DRAIN_TIMEOUT = 2.0
 SHUTDOWN_TIMEOUT = 3.5       # under ovs_daemon.STOP_GRACE: a stop never needs the watchdog
-# The original watcher's only NB: the NB server's unix socket (config key unix_socket).
-ORIGINAL_UNIX_SOCKET = "/var/run/openvswitch/ovnnb_db.sock"
+# The original watcher's only NB: the NB server's unix socket (config key unix_socket), by
+# default where OVS 2.x put it; OVN packages since put it under /var/run/ovn.
+NB_UNIX_SOCKETS = ("/var/run/openvswitch/ovnnb_db.sock", "/var/run/ovn/ovnnb_db.sock")
 # 0.5 s doubling to 30 s, plus up to 0.5 s of jitter so that restarted watchers spread out.
 CONNECT_BACKOFF = tenacity.wait_exponential(multiplier=0.5, max=30.0) + tenacity.wait_random(0, 0.5)
 KUBE_OPTIONS = ("kubeconfig", "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
@@ -138,8 +139,8 @@ def resolve(args: argparse.Namespace) -> config.Config:
     socket_path = None
     if cfg.sources["unix_socket"] != "default" and cfg.unix_socket:
         socket_path = cfg.unix_socket
-    elif not cfg.ovn_nb and os.path.exists(ORIGINAL_UNIX_SOCKET):
-        socket_path = ORIGINAL_UNIX_SOCKET
+    elif not cfg.ovn_nb:
+        socket_path = next((p for p in NB_UNIX_SOCKETS if os.path.exists(p)), None)
     if socket_path is None:
         return cfg
     return config.Config(values={**cfg.values, "ovn_nb": f"unix:{socket_path}"},

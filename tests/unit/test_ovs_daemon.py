@@ -42,7 +42,8 @@ STOP_BOUND = 5.0        # the issue's bound: every daemon exits within 5 s of SI
 class Silent:
     """A listener that accepts connections and never sends a byte (unix socket or 127.0.0.1)."""
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, *, hang_up: bool = False) -> None:
+        self.hang_up = hang_up              # close each connection at once instead
         if path:
             self.sock = socket.socket(socket.AF_UNIX)
             self.sock.bind(path)
@@ -63,6 +64,8 @@ class Silent:
             except OSError:
                 return
             self.accepted.append(conn)
+            if self.hang_up:
+                conn.close()
 
     def close(self) -> None:
         self.sock.close()
@@ -259,6 +262,25 @@ def test_sigterm_wins_while_the_api_server_accepts_and_never_answers(tmp_path: P
     try:
         wait_until(lambda: api.accepted, 30, "the watcher to connect to the API server")
         _stop_in_time(proc, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        api.close()
+
+
+def test_console_emer_keeps_warnings_off_stderr_without_a_log_file(tmp_path: Path) -> None:
+    api = Silent(hang_up=True)               # every API request fails: a warning per retry
+    proc = subprocess.Popen([os.path.join(BIN, "ovn-k8s-watcher"), "-vconsole:emer",
+                             f"--ovn-nb=unix:{tmp_path}/nb.sock",
+                             f"--k8s-api-server=http://{api.address}"],
+                            env=env_for(tmp_path), text=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: len(api.accepted) >= 2, 30, "a failed request and its retry")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=STOP_BOUND)
+        assert proc.returncode == 0 and err == ""
     finally:
         if proc.poll() is None:
             proc.kill()
