@@ -47,8 +47,11 @@ def _resolve(given: process.Given, ovs: LocalOvsdb, extra: Sequence[str]) -> con
     return cfg
 
 
-def _open_ovs(given: process.Given) -> LocalOvsdb:
-    pre = config.resolve(given, ("ovs_db", "timeout"))
+def _open_ovs(given: process.Given, extra: Sequence[str] = ()) -> LocalOvsdb:
+    """The local OVS, once every option that does not come from it is valid (a bad --mtu is
+    its own error line, not hidden behind an unreachable OVS)."""
+    independent = [n for n in (*process.GLOBAL_OPTIONS, *extra) if not config.OPTIONS[n].ovs_key]
+    pre = config.resolve(given, ("ovs_db", "timeout", *independent))
     return LocalOvsdb(pre.ovs_db, timeout=pre.timeout)
 
 
@@ -190,8 +193,9 @@ def master_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
                 subnet: netaddr.IPNetwork) -> None:
     """The cluster router, join switch, load balancer groups, and the master's own node switch
     (`subnet`) and management port."""
-    with _open_ovs(given) as ovs:
-        cfg = _resolve(given, ovs, ("mtu", "join_subnet", "service_cluster_ip_range"))
+    extra = ("mtu", "join_subnet", "service_cluster_ip_range")
+    with _open_ovs(given, extra) as ovs:
+        cfg = _resolve(given, ovs, extra)
         service_range = _service_range(cfg, cluster)
         join = ipam.parse_cidr(cfg.join_subnet, "--join-subnet")
         if join.first <= cluster.last and cluster.first <= join.last:
@@ -246,10 +250,10 @@ def minion_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
     configuration."""
     ipam.check_node_subnet(subnet, cluster, [])
     ipam.node_addresses(subnet)
-    with _open_ovs(given) as ovs:
-        cfg = _resolve(given, ovs, ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin",
-                                   "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
-                                   "kubeconfig", "service_cluster_ip_range"))
+    extra = ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin", "k8s_api_server", "k8s_api_token",
+             "k8s_ca_certificate", "kubeconfig", "service_cluster_ip_range")
+    with _open_ovs(given, extra) as ovs:
+        cfg = _resolve(given, ovs, extra)
         service_range = _service_range(cfg, cluster)
         _check_mgmt_link(ovs, node)
         nb = process.connect_nb(cfg)

@@ -40,3 +40,22 @@ def test_the_config_file_is_checked_too(tmp_path: Path) -> None:
 ])
 def test_the_bounds_are_inclusive(name: str, raw: str, value: float) -> None:
     assert getattr(config.resolve({name: raw}, (name,), env={}), name) == value
+
+
+def test_a_bad_number_is_reported_before_the_local_ovs_is_opened() -> None:
+    """ovn-k8s-overlay checks every option that does not come from the OVS before opening it:
+    the bad --mtu is the one error line, not the unreachable OVS behind it."""
+    import os
+    import subprocess
+    import sys
+
+    exe = os.path.join(os.path.dirname(sys.executable), "ovn-k8s-overlay")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OVN_K8S_")}
+    proc = subprocess.run([exe, "minion-init", "--node-name=a", "--cluster-ip-subnet=10.244.0.0/16",
+                           "--minion-switch-subnet=10.244.1.0/24", "--mtu", "99999999",
+                           "--ovs-db=unix:/nonexistent/db.sock", "--ovn-nb=unix:/nonexistent/nb.sock"],
+                          capture_output=True, text=True, env={**env, "OVN_K8S_CONFIG": "/dev/null"},
+                          timeout=60, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "ovn-k8s-overlay: error: --mtu: 99999999 is out of range (68..65535)"]
