@@ -18,6 +18,7 @@ process removes its pidfile and exits 1 at once, so a stop never takes more than
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import signal
@@ -48,7 +49,10 @@ from ovn_k8s.errors import ConfigError
 
 LOG = logging.getLogger(__name__)
 STOP_GRACE = 4.0
-VERSION = "0.1.0"
+try:
+    VERSION = importlib.metadata.version("ovn-k8s")
+except importlib.metadata.PackageNotFoundError:
+    VERSION = "unknown"
 # Our vlog modules: the first component of a `logging` logger name picks one.
 VLOG_MODULES = ("ovn_k8s", "watcher", "gateway_helper", "ovsdbapp", "sandbox")
 _VLOGS = {name: ovs.vlog.Vlog(name) for name in VLOG_MODULES}
@@ -175,7 +179,7 @@ def setup_logging(prog: str, *, level: str | None, log_file: str | None,
 class Daemon:
     """One daemon process: pidfile, detach/monitor, control socket, signals.
 
-        d = Daemon(PROG, args, cfg, stop=..., status=...)
+        d = Daemon(PROG, args, stop=..., status=...)
         d.start()        # forks as asked, writes the pidfile, opens the control socket
         ...              # checks and connections: an error here is the parent's exit status
         d.serving()      # the --detach parent exits 0 now
@@ -227,6 +231,8 @@ class Daemon:
         self._install_signals()
         ovs.unixctl.command_register("exit", "", 0, 0, self._cmd_exit, None)
         ovs.unixctl.command_register("status", "", 0, 0, self._cmd_status, None)
+        # Before the server's own "version", which would say "(Open vSwitch)".
+        ovs.unixctl.command_register("version", "", 0, 0, self._cmd_version, None)
         error, server = ovs.unixctl.server.UnixctlServer.create(args.unixctl, version=VERSION)
         if error:
             raise ConfigError(f"cannot open the control socket {args.unixctl or ovs.dirs.RUNDIR}: "
@@ -265,8 +271,8 @@ class Daemon:
             self._thread.join(timeout=2)
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        # The watchdog stays armed: the interpreter's own exit (joining executor threads) is
+        # part of the stop too.
 
     # -- signals and control socket -----------------------------------------------------------
     def _install_signals(self) -> None:
@@ -278,6 +284,9 @@ class Daemon:
     def _cmd_exit(self, conn: Any, argv: list[str], aux: Any) -> None:
         conn.reply(None)
         self.request_stop("ovs-appctl exit")
+
+    def _cmd_version(self, conn: Any, argv: list[str], aux: Any) -> None:
+        conn.reply(f"{self.prog} (ovn-k8s) {VERSION}")
 
     def _cmd_status(self, conn: Any, argv: list[str], aux: Any) -> None:
         try:

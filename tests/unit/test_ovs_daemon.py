@@ -153,7 +153,7 @@ def test_the_readme_watcher_line_detaches_and_ovs_appctl_drives_it(
         assert alive(pid) and (tmp_path / f"ovn-k8s-watcher.{pid}.ctl").exists()
 
         version = appctl(tmp_path, "ovn-k8s-watcher", "version")
-        assert version.returncode == 0 and version.stdout.startswith("ovn-k8s-watcher ")
+        assert version.returncode == 0 and version.stdout.startswith("ovn-k8s-watcher (ovn-k8s) ")
         wait_until(lambda: nb.accepted, 30, "the watcher to connect to the NB")
         status = appctl(tmp_path, "ovn-k8s-watcher", "status")
         assert status.returncode == 0, status.stderr
