@@ -236,6 +236,15 @@ def disconnect(api: Any) -> None:
 
 @contextlib.contextmanager
 def transaction(api: Any, timeout: float | None = None) -> Iterator[Any]:
-    """A transaction that raises on every error (V6) and logs no tracebacks of its own."""
-    with api.transaction(check_error=True, log_errors=False, timeout=timeout) as txn:
-        yield txn
+    """A transaction that raises on every error (V6) and logs no tracebacks of its own. A
+    server that does not answer within `timeout` (the connection's when None) is one
+    ConnectionFailed saying "timed out", not ovsdbapp's exception with its command dump."""
+    from ovsdbapp import exceptions
+
+    try:
+        with api.transaction(check_error=True, log_errors=False, timeout=timeout) as txn:
+            yield txn
+    except exceptions.TimeoutException:
+        seconds = timeout if timeout is not None else api.ovsdb_connection.timeout
+        raise ConnectionFailed(f"the NB transaction timed out after {seconds:g} s: no answer "
+                               "from the server") from None
