@@ -62,6 +62,9 @@ class Applied:
     scopes: tuple[str, ...]
     desired: list[Row] = field(default_factory=list)
     plan: Plan = field(default_factory=Plan)
+    # (table, id) -> the row as it was, for the scopes' rows the command does not want
+    # (the plan keeps no columns of the rows it deletes)
+    unwanted: dict[tuple[str, str], Row] = field(default_factory=dict)
 
 
 def apply_rows(nb: object, *, scopes: Sequence[str], build: Callable[[NbView], list[Row]],
@@ -77,6 +80,7 @@ def _apply(nb: object, *, scopes: Sequence[str], build: Callable[[NbView], list[
 
     def recorded(view: NbView) -> list[Row]:
         applied.desired = build(view)   # the last run of a retried transaction is the one kept
+        applied.unwanted = _unwanted(view, applied.scopes, applied.desired)
         return applied.desired
 
     cmd = ApplyCommand(nb, scopes=scopes, build=recorded)
@@ -87,10 +91,27 @@ def _apply(nb: object, *, scopes: Sequence[str], build: Callable[[NbView], list[
     return applied
 
 
+def _unwanted(view: NbView, scopes: Sequence[str], desired: list[Row]) -> dict[tuple[str, str], Row]:
+    """The scopes' rows that `desired` does not list (the plan will delete them), with the
+    columns the command writes in their table, so that `_undo` can make them again."""
+    wanted = {(r.table, r.id) for r in desired}
+    columns: dict[str, set[str]] = {}
+    for r in desired:
+        columns.setdefault(r.table, set()).update(r.columns)
+    out = {}
+    for table, cols in columns.items():
+        for row in view.owned(table):
+            actual = view.actual(table, row, sorted(cols))
+            if actual.owner in scopes and (table, actual.id) not in wanted:
+                out[(table, actual.id)] = Row(table, actual.id, actual.owner, actual.columns,
+                                              parent=actual.parent)
+    return out
+
+
 def _before(applied: Applied) -> list[Row]:
     """The scopes' rows as they were before `applied`: unchanged rows as they are, created rows
-    gone, updated columns back to their old values. Rows the plan deleted cannot be rebuilt
-    (the plan keeps no columns of them): they are logged."""
+    gone, updated columns back to their old values, deleted rows made again (with new UUIDs;
+    a deleted row of a table the command no longer writes at all is logged, not restored)."""
     plan = applied.plan
     created = {(r.table, r.id) for r in plan.create}
     updated = {(u.desired.table, u.desired.id): u for u in plan.update}
@@ -106,7 +127,11 @@ def _before(applied: Applied) -> list[Row]:
                       parent=u.actual.parent or row.parent)
         rows.append(row)
     for gone in plan.delete:
-        LOG.error("cannot restore %s %s deleted from the NB", gone.table, gone.id)
+        again = applied.unwanted.get((gone.table, gone.id))
+        if again is None:
+            LOG.error("cannot restore %s %s deleted from the NB", gone.table, gone.id)
+        else:
+            rows.append(again)
     return rows
 
 
