@@ -12,7 +12,7 @@ Life cycle:
    with its informers warm, and takes over when the first one's NB connection goes away.
 4. Sync before serving (`PodController.sync`, the services' `sync`), then start the workers.
 5. Serve until SIGTERM/SIGINT or `ovs-appctl -t ovn-k8s-watcher exit` (stop the watches,
-   drain the queues for at most 2 s, close the NB, remove the pidfile, exit 0; always within
+   drain the queues for at most 1.5 s, close the NB, remove the pidfile, exit 0; always within
    5 s), or until another watcher holds the lock after an NB reconnect (exit 1, so a
    supervisor restarts this one as a standby).
 
@@ -55,8 +55,8 @@ from watcher.service_controller import ServiceController
 LOG = logging.getLogger(__name__)
 PROG = "ovn-k8s-watcher"
 NB_LOCK = "ovn_k8s_watcher"          # an OVSDB lock id: letters, digits and underscores
-DRAIN_TIMEOUT = 2.0
-SHUTDOWN_TIMEOUT = 3.5       # under ovs_daemon.STOP_GRACE: a stop never needs the watchdog
+DRAIN_TIMEOUT = 1.5
+SHUTDOWN_TIMEOUT = 3.0       # under ovs_daemon.STOP_GRACE: a stop never needs the watchdog
 # The original watcher's only NB: the NB server's unix socket (config key unix_socket), by
 # default where OVS 2.x put it; OVN packages since put it under /var/run/ovn.
 NB_UNIX_SOCKETS = ("/var/run/openvswitch/ovnnb_db.sock", "/var/run/ovn/ovnnb_db.sock")
@@ -449,23 +449,33 @@ class Watcher:
         for informer in self.informers:
             informer.join(timeout=left(1.0))
         deadline = time.monotonic() + left(DRAIN_TIMEOUT)
+        drained = True
         for controller in (self.pods, self.services):
             if controller is None:
                 continue
             if self.serving.is_set() and not self._fatal:
                 if not controller.drain(max(0.0, deadline - time.monotonic())):
-                    LOG.warning("shutdown: %s work still queued after %.0fs; dropped",
+                    drained = False
+                    LOG.warning("shutdown: %s work still queued after %.1fs; dropped",
                                 type(controller).__name__, DRAIN_TIMEOUT)
             controller.shutdown()
         for thread in self._workers:
-            thread.join(timeout=left())
-        for controller in (self.pods, self.services):
-            if controller is not None:
-                controller.close()
+            # Undrained work: a worker is likely stuck waiting for the NB; give it less.
+            thread.join(timeout=left() if drained else left(0.5))
+        # A worker still inside an NB transaction means the NB stopped answering: do not wait
+        # for it (nor for a polite disconnect) past the stop bound; the process exit closes
+        # the socket.
+        stuck = any(thread.is_alive() for thread in self._workers)
+        if stuck:
+            LOG.warning("shutdown: a worker is still waiting for the NB; not waiting for it")
+        else:
+            for controller in (self.pods, self.services):
+                if controller is not None:
+                    controller.close()
         recorder = getattr(self, "_recorder", None)
         if recorder is not None:
-            recorder.close()
-        if self.nb is not None:
+            recorder.close(timeout=left(2.0))
+        if self.nb is not None and not stuck:
             connection.disconnect(self.nb)
         for client in (self.kube, getattr(self, "_annotator", None)):
             if client is not None:

@@ -69,3 +69,34 @@ def test_status_of_leader_and_standby_and_sigterm_in_both(watchers: list[Watcher
         assert w.stop(signal.SIGTERM, timeout=STOP_BOUND) == 0
         log = w.current_log()
         assert "SIGTERM: stopping" in log and "exiting now" not in log
+
+
+def test_sigterm_wins_while_an_nb_transaction_hangs(lab: Lab, kube: KubeApiServer,
+                                                    tmp_path) -> None:
+    """Serving, then the NB stops answering (a proxy swallows what the watcher sends) while
+    pods are being written: SIGTERM still ends the watcher within 5 s."""
+    from tests.e2e.test_nb_timeouts import StallingProxy
+
+    kubeconfig = str(tmp_path / "kubeconfig")
+    kube.write_kubeconfig(kubeconfig)
+    write_topology(lab.nb, NODES)
+    proxy = StallingProxy(lab.nb[len("unix:"):])
+    w = WatcherProcess(str(tmp_path / "w"), nb=proxy.remote, kubeconfig=kubeconfig,
+                       extra=["--timeout=60"])
+    try:
+        w.start()
+        w.wait_ready(60)
+        proxy.stall()
+        for i in range(5):
+            kube.create("pods", {"apiVersion": "v1", "kind": "Pod",
+                                 "metadata": {"name": f"p{i}", "namespace": "default"},
+                                 "spec": {"nodeName": "node1", "containers": [{"name": "c"}]}})
+        wait_until(lambda: "pods: 5" in appctl(w, "status"), 20, "the pods to be seen")
+        status = w.stop(signal.SIGTERM, timeout=STOP_BOUND)
+        log = w.current_log()
+        assert status == 0, log[-2000:]
+        assert "SIGTERM: stopping" in log and "a worker is still waiting for the NB" in log
+        assert "exiting now" not in log
+    finally:
+        w.kill()
+        proxy.close()
