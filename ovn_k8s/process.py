@@ -1,10 +1,10 @@
 """Process start-up shared by the commands (ovn-k8s-overlay, ovn-mesos-init, ovn-k8s-util) and
 the daemons (the watcher, the gateway helper): the global flags, logging, the NB connection
-from resolved settings, the one-line error exit, and stopping on SIGTERM/SIGINT.
+from resolved settings, and the one-line error exit.
 
 It lives below the front ends (`ovn_k8s/cli/`, `watcher/daemon.py`, `gateway_helper/daemon.py`)
 so that a daemon never imports a command's package. The daemons' own process side (pidfile,
---detach, vlog, ovs-appctl) is `ovn_k8s/ovs_daemon.py`.
+--detach, vlog, ovs-appctl, SIGTERM) is `ovn_k8s/ovs_daemon.py`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -126,15 +125,3 @@ def run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Nam
 
 def _env_level() -> str | None:
     return os.environ.get(config.OPTIONS["log_level"].env)
-
-
-def stop_on_signals(stop: Callable[[], None], log: logging.Logger = LOG) -> None:
-    """Call `stop` on SIGTERM or SIGINT (a daemon's orderly exit), saying which on `log`.
-    Call it from the main thread: Python runs signal handlers there."""
-
-    def on_signal(signum: int, frame: Any) -> None:
-        log.info("%s: stopping", signal.Signals(signum).name)
-        stop()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 from collections.abc import Iterator
 
@@ -80,18 +79,6 @@ def test_connect_nb_without_an_address_says_where_to_set_it() -> None:
     cfg = config.resolve({}, (*process.NB_OPTIONS, "timeout"), env={})
     with pytest.raises(ConfigError, match="pass --ovn-nb, set OVN_K8S_OVN_NB, or set external_ids:ovn-nb"):
         process.connect_nb(cfg)
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_stop_on_signals_calls_stop_and_says_which(sig: signal.Signals,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
-    stopped: list[bool] = []
-    log = logging.getLogger("ovn_k8s.test.daemon")
-    process.stop_on_signals(lambda: stopped.append(True), log)
-    with caplog.at_level(logging.INFO, logger="ovn_k8s.test.daemon"):
-        os.kill(os.getpid(), sig)     # the handler runs in this (the main) thread, at once
-    assert stopped == [True]
-    assert f"{sig.name}: stopping" in caplog.text
 
 
 @pytest.mark.parametrize("before", [True, False])
