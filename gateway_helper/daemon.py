@@ -276,12 +276,7 @@ def serve(args: argparse.Namespace) -> int:
 
     bridge, nic = args.physical_bridge, args.physical_interface
     physical_ip = _parse_ipv4(args.physical_ip)
-    pre = config.resolve(args, ("ovs_db", "timeout", "log_level", "log_file", "pidfile",
-                                *ovs_daemon.DAEMON_OPTIONS))
-    ovs_daemon.Daemon.set_dirs(pre)
-    ovs_daemon.setup_logging(PROG, level=pre.log_level, verbose=args.verbose,
-                             log_file=ovs_daemon.log_file_path(pre.log_file, PROG))
-    args.pidfile = pre.pidfile                 # the flag, else env or config file
+    pre = ovs_daemon.start(args, PROG, ("ovs_db", "timeout"))
     holder: list[GatewayHelper] = []
 
     def stop_helper() -> None:

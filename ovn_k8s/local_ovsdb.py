@@ -39,12 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ovs.db.idl
-import ovs.poller
 import ovs.stream
 
 from ovn_k8s import naming, ovsdb_remote
 from ovn_k8s.errors import ConfigError, ConnectionFailed, HostError
-from ovn_k8s.ovsdb_remote import TlsFiles, parse_remote
+from ovn_k8s.ovsdb_remote import TlsFiles, block, parse_remote
 
 LOG = logging.getLogger(__name__)
 
@@ -108,21 +107,6 @@ def attach_ids(*, iface_id: str, mac: str, sandbox: str, ifname: str, ip_cidr: s
     `iface-status`), the address for humans (`ip_addresses`, as ovn-kubernetes), and our tags."""
     return {IFACE_ID_KEY: iface_id, "attached-mac": mac.lower(), "iface-status": "active",
             "ip_addresses": ip_cidr, SANDBOX_KEY: sandbox, IFNAME_KEY: ifname}
-
-
-def _remaining_ms(deadline: float) -> int:
-    return max(0, int((deadline - time.monotonic()) * 1000))
-
-
-def _block(deadline: float, register: Callable[[Any], None]) -> None:
-    """Sleep until an event `register(poller)` asked for, or the deadline (TimeoutError)."""
-    remaining = _remaining_ms(deadline)
-    if remaining <= 0:
-        raise TimeoutError
-    poller = ovs.poller.Poller()
-    register(poller)
-    poller.timer_wait(remaining)
-    poller.block()
 
 
 def _use_tls(remote: str, tls: TlsFiles | None) -> None:
@@ -216,7 +200,7 @@ class LocalOvsdb:
             result = predicate()
             if result:
                 return result
-            _block(deadline, self.idl.wait)
+            block(deadline, self.idl.wait)
 
     def _commit(self, txn: Any, deadline: float) -> str:
         while True:
@@ -225,7 +209,7 @@ class LocalOvsdb:
                 return str(status)
             self.idl.run()
             try:
-                _block(deadline, lambda p: (self.idl.wait(p), txn.wait(p)))
+                block(deadline, lambda p: (self.idl.wait(p), txn.wait(p)))
             except TimeoutError:
                 txn.abort()
                 raise OvsdbError("OVSDB transaction timed out", self.remote) from None

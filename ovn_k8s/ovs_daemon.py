@@ -141,6 +141,18 @@ def log_file_path(value: str | None, prog: str) -> str | None:
     return value
 
 
+def start(args: argparse.Namespace, prog: str, options: Sequence[str] = ()) -> config.Config:
+    """The start-up every daemon shares: resolve `options` with the logging, pidfile and
+    directory ones, set RUNDIR and LOGDIR, log as asked (-v, --log-file, --log-level), and take
+    --pidfile from whichever layer set it. Raises ConfigError (one line)."""
+    pre = config.resolve(args, (*options, "log_level", "log_file", "pidfile", *DAEMON_OPTIONS))
+    Daemon.set_dirs(pre)
+    setup_logging(prog, level=pre.log_level, verbose=args.verbose,
+                  log_file=log_file_path(pre.log_file, prog))
+    args.pidfile = pre.pidfile                 # the flag, else env or config file
+    return pre
+
+
 def setup_logging(prog: str, *, level: str | None, log_file: str | None,
                   verbose: Sequence[str] | None) -> None:
     """ovs.vlog with today's --log-level as the base level, then each -v spec in order.

@@ -64,7 +64,7 @@ def probe(remote: str, what: str, timeout: float = PROBE_TIMEOUT) -> None:
         raise ConnectionFailed(f"cannot reach the {what} at {remote}: {reason}") from None
 
 
-def _block(deadline: float, register: Callable[[Any], None]) -> None:
+def block(deadline: float, register: Callable[[Any], None]) -> None:
     """Sleep until an event `register(poller)` asked for, or the deadline (TimeoutError)."""
     import ovs.poller
 
@@ -103,7 +103,7 @@ def fetch_schema(remote: str, db: str, deadline: float, what: str) -> dict[str, 
     rpc = None
     try:
         while (error := stream.connect()) == errno.EAGAIN:
-            _block(deadline, stream.connect_wait)
+            block(deadline, stream.connect_wait)
         if error:
             raise ConnectionFailed(f"cannot reach the {what} at {remote}: {_reason(error)}{hint}")
         rpc = ovs.jsonrpc.Connection(stream)
@@ -119,7 +119,7 @@ def fetch_schema(remote: str, db: str, deadline: float, what: str) -> dict[str, 
                 return result
             if error == errno.EAGAIN:
                 error = 0
-                _block(deadline, lambda p: (rpc.wait(p), rpc.recv_wait(p)))
+                block(deadline, lambda p: (rpc.wait(p), rpc.recv_wait(p)))
         raise ConnectionFailed(f"cannot read the {db} schema from {remote}: {_reason(error)}{hint}")
     except TimeoutError:
         raise ConnectionFailed(f"no answer from the {what} at {remote} in time{hint}") from None

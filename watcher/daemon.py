@@ -490,11 +490,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.underlay or args.openstack:
         raise ConfigError(f"{'Underlay' if args.underlay else 'OpenStack'} mode not "
                           "implemented: overlay is the only mode")
-    pre = config.resolve(args, ("log_level", "log_file", "pidfile", *ovs_daemon.DAEMON_OPTIONS))
-    ovs_daemon.Daemon.set_dirs(pre)
-    ovs_daemon.setup_logging(PROG, level=pre.log_level, verbose=args.verbose,
-                             log_file=ovs_daemon.log_file_path(pre.log_file, PROG))
-    args.pidfile = pre.pidfile                 # the flag, else env or config file
+    ovs_daemon.start(args, PROG)
     holder: list[Watcher] = []
 
     def stop() -> None:
