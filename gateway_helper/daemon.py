@@ -287,6 +287,7 @@ def serve(args: argparse.Namespace) -> int:
         return holder[0].status(bridge) if holder else (f"bridge: {bridge}\nstate: starting "
                                                     "(connecting to the local OVS database)\n")
 
+    config.resolve(args, OPTIONS)              # every option's range, before anything is opened
     daemon = ovs_daemon.Daemon(PROG, args, stop=stop_helper, status=status)
     daemon.start()                             # --detach/--monitor fork here
     cleanup: list[Callable[[], Any]] = [daemon.close]

@@ -85,21 +85,21 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("kubeconfig", "kubeconfig file (also $KUBECONFIG); wins over k8s-api-server",
            file_key="kubeconfig", metavar="FILE"),
     Option("conntrack_zone", "conntrack zone the gateway helper uses on a shared NIC",
-           default=64000, file_key="conntrack_zone", type=int, metavar="ZONE"),
+           default=64000, file_key="conntrack_zone", type=int, metavar="ZONE", bounds=(0, 65535)),
     # -- ovn-k8s-watcher ---------------------------------------------------------------------
     Option("k8s_ca_certificate_data", "the API server's CA certificate itself (PEM, literal \\n "
            "allowed), written to --k8s-ca-certificate when that file does not exist (OVS "
            "external_ids:k8s-ca-certificate)", ovs_key="k8s-ca-certificate", metavar="PEM"),
     Option("pod_batch_size", "most pods written to the NB in one transaction", default=200,
-           file_key="pod_batch_size", type=int, metavar="N"),
+           file_key="pod_batch_size", type=int, metavar="N", bounds=(1, 100000)),
     Option("annotation_workers", "pod annotation PATCH requests in flight at once", default=8,
-           file_key="annotation_workers", type=int, metavar="N"),
+           file_key="annotation_workers", type=int, metavar="N", bounds=(1, 1024)),
     Option("max_retries", "retries of a failed object (backoff 5 ms doubling up to 60 s) "
            "before giving up on it with an error log and a Kubernetes Event", default=15,
-           file_key="max_retries", type=int, metavar="N"),
+           file_key="max_retries", type=int, metavar="N", bounds=(0, 1000)),
     Option("resync_interval", "seconds between full re-reads of the NB that re-check every "
            "object (0: never)", default=600.0, file_key="resync_interval", type=float,
-           metavar="SECONDS"),
+           metavar="SECONDS", bounds=(0.0, 604800.0)),
     Option("nodeport_mode", "how NodePort VIPs reach every gateway: per-gateway (one load "
            "balancer per gateway; works on OVN 23.03) or template (^NODEIP template VIPs; see "
            "docs/services.md)", default="per-gateway", file_key="nodeport_mode", metavar="MODE"),
@@ -108,7 +108,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
            file_key="affinity_mode", metavar="MODE"),
     Option("flow_resync_interval", "seconds between the gateway helper's full re-applications "
            "of its flows (repairs flows changed behind its back)", default=60.0,
-           file_key="flow_resync_interval", type=float, metavar="SECONDS"),
+           file_key="flow_resync_interval", type=float, metavar="SECONDS", bounds=(0.1, 86400.0)),
     Option("pidfile", "write the daemon's process ID to FILE (removed at exit)",
            file_key="pidfile", metavar="FILE"),
     Option("metrics_address", "serve /metrics and /healthz over HTTP on HOST:PORT (off when "

@@ -59,3 +59,32 @@ def test_a_bad_number_is_reported_before_the_local_ovs_is_opened() -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         "ovn-k8s-overlay: error: --mtu: 99999999 is out of range (68..65535)"]
+
+
+def test_every_numeric_option_has_a_range() -> None:
+    """A new number without bounds would reach the code unchecked (issue 12: every option is
+    range-checked with one error line)."""
+    numeric = {name for name, opt in config.OPTIONS.items() if opt.type in (int, float)}
+    assert numeric and all(config.OPTIONS[name].bounds for name in numeric), \
+        sorted(n for n in numeric if not config.OPTIONS[n].bounds)
+
+
+@pytest.mark.parametrize(("exe", "args", "message"), [
+    ("ovn-k8s-watcher", ["--pod-batch-size", "0"], "--pod-batch-size: 0 is out of range (1..100000)"),
+    ("ovn-k8s-watcher", ["--resync-interval", "-2"], "--resync-interval: -2 is out of range (0..604800)"),
+    ("ovn-k8s-gateway-helper", ["--physical-bridge=b", "--physical-interface=e", "--conntrack-zone",
+                                "70000"], "--conntrack-zone: 70000 is out of range (0..65535)"),
+])
+def test_the_daemons_refuse_a_bad_number_before_they_start(exe: str, args: list[str], message: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OVN_K8S_")}
+    nb = ["--ovn-nb=unix:/nonexistent/nb.sock"] if exe == "ovn-k8s-watcher" else []
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), exe), *args, *nb,
+                           "--ovs-db=unix:/nonexistent/db.sock"],
+                          capture_output=True, text=True, env={**env, "OVN_K8S_CONFIG": "/dev/null"},
+                          timeout=60, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"{exe}: error: {message}"]
