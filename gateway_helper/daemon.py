@@ -260,13 +260,6 @@ def _parse_ipv4(raw: str | None) -> str | None:
     return str(ip)
 
 
-def _check_settings(cfg: config.Config) -> None:
-    if not 0 <= cfg.conntrack_zone <= 65535:
-        raise ConfigError(f"--conntrack-zone: {cfg.conntrack_zone} is not in 0-65535")
-    if cfg.flow_resync_interval <= 0:
-        raise ConfigError(f"--flow-resync-interval: {cfg.flow_resync_interval} is not a positive "
-                          "number of seconds")
-
 
 def serve(args: argparse.Namespace) -> int:
     from ovn_k8s.kube import auth
@@ -299,7 +292,6 @@ def serve(args: argparse.Namespace) -> int:
             return 0
         cleanup.append(ovs.close)
         cfg = config.resolve(args, OPTIONS, ovs_external_ids=ovs.external_ids)
-        _check_settings(cfg)
         ovs_ids = ovs.external_ids()
         node = naming.node_name(args.node_name or ovs_ids.get("hostname") or socket.gethostname())
 

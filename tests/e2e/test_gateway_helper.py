@@ -431,7 +431,7 @@ def test_startup_errors_are_one_line_and_the_bundle_is_atomic(lab: Lab) -> None:
     node.exec(["ip", "addr", "add", "192.0.2.51/24", "dev", "breth1"])
     assert error().startswith("bridge breth1 has several IPv4 addresses (192.0.2.50, 192.0.2.51)")
     assert error("--physical-ip=192.0.2.50", "--conntrack-zone=70000") == \
-        "--conntrack-zone: 70000 is not in 0-65535"
+        "--conntrack-zone: 70000 is out of range (0..65535)"
     assert "cannot listen on 192.0.2.99:9476" in error("--physical-ip=192.0.2.50",
                                                        "--metrics-address=192.0.2.99:9476")
     assert "not a valid int" in error("--physical-ip=192.0.2.50", "--conntrack-zone=lots")
