@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian bookworm machine as root: installs what it needs
 # (OVS/OVN packages, the venv, the project), lints, then runs every test against real OVN.
-# Without arguments it then runs the unit and integration tests again on PyPI's python-ovs
+# Without arguments it then runs the tests that exercise python-ovs again on PyPI's `ovs`
 # (scripts/test-pypi-ovs.sh), since setup.py allows it as well as Debian's.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k gateway -x), for the first run only.
 set -euo pipefail
@@ -12,4 +12,4 @@ if [ $# -gt 0 ]; then
   exec .venv/bin/pytest "$@"
 fi
 .venv/bin/pytest
-exec ./scripts/test-pypi-ovs.sh -q
+exec ./scripts/test-pypi-ovs.sh
