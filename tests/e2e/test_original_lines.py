@@ -76,7 +76,6 @@ class Line:
     source: str                    # document and section (original-systems.md source ids)
     variables: dict[str, str] = field(default_factory=dict)   # "{name}" filled from the lab
     check: str = ""                # name of the check function (CHECKS)
-    known_failure: str | None = None   # why it cannot work verbatim today (xfail, strict)
 
 
 CENTRAL_IP = "172.30.0.2"         # the lab's central namespace on its default underlay
@@ -598,10 +597,7 @@ CHECKS: dict[str, Check] = {f.__name__: f for f in (
 
 
 def params(lines: list[Line]) -> list[Any]:
-    return [pytest.param(line, id=line.key,
-                         marks=[pytest.mark.xfail(strict=True, reason=line.known_failure)]
-                         if line.known_failure else [])
-            for line in lines]
+    return [pytest.param(line, id=line.key) for line in lines]
 
 
 def run_line(ctx: Ctx, line: Line) -> None:
