@@ -79,6 +79,7 @@ RESOURCES: tuple[ResourceType, ...] = (
                      "reportingComponent", "source", "type"})),
     ResourceType("endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", True,
                  "endpointslice"),
+    ResourceType("leases", "Lease", "coordination.k8s.io", "v1", True, "lease"),
 )
 
 BY_PLURAL: dict[str, ResourceType] = {r.plural: r for r in RESOURCES}
