@@ -80,6 +80,8 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", True,
                  "endpointslice"),
     ResourceType("leases", "Lease", "coordination.k8s.io", "v1", True, "lease"),
+    ResourceType("networkpolicies", "NetworkPolicy", "networking.k8s.io", "v1", True,
+                 "networkpolicy", ("netpol",)),
 )
 
 BY_PLURAL: dict[str, ResourceType] = {r.plural: r for r in RESOURCES}

@@ -55,7 +55,9 @@ def test_discovery_documents(http):
     assert {"pods", "pods/status", "services", "endpoints", "nodes", "namespaces",
             "events"} <= core
     groups = http.get("/apis").json()["groups"]
-    assert [g["name"] for g in groups] == ["discovery.k8s.io"]
+    assert {"discovery.k8s.io", "networking.k8s.io"} <= {g["name"] for g in groups}
+    assert http.get("/apis/networking.k8s.io/v1").json()["resources"][0]["name"] == \
+        "networkpolicies"
     assert http.get("/apis/discovery.k8s.io").json()["preferredVersion"]["version"] == "v1"
     assert http.get("/apis/discovery.k8s.io/v1").json()["resources"][0]["name"] == \
         "endpointslices"
