@@ -5,8 +5,9 @@ Three sources, each a plain function the config layer (or a test) calls with exp
 - `from_kubeconfig(path, context=...)`: a kubeconfig file, parsed here with pyyaml (imported
   lazily, so the CNI plugin pays for it only when it uses a kubeconfig). Supports
   current-context, server, certificate-authority(-data), insecure-skip-tls-verify, proxy-url,
-  token, tokenFile, client-certificate(-data), client-key(-data). Exec plugins, auth
-  providers and basic auth are refused with a KubeConfigError. `$KUBECONFIG` lists are not
+  token, tokenFile, client-certificate(-data), client-key(-data); `exec` plugins and
+  `auth-provider` entries through `credentials` (the official client's loader, imported only
+  then). Basic auth is refused with a KubeConfigError. `$KUBECONFIG` lists are not
   merged: the first existing file is used.
 - `from_service_account(sa_dir=...)`: in-cluster, from KUBERNETES_SERVICE_HOST/PORT and the
   service-account token (re-read when it rotates), CA and namespace files.
@@ -17,7 +18,7 @@ Three sources, each a plain function the config layer (or a test) calls with exp
 
 `load_connection_params(...)` tries them in a fixed order (see its docstring).
 Certificate data is written to private (0600) files, in `data_dir` or a temporary directory
-removed at exit. Never imports `kubernetes` (V11).
+removed at exit. Never imports `kubernetes` itself (V11); `credentials` does, lazily.
 """
 
 from __future__ import annotations
@@ -125,13 +126,17 @@ def from_kubeconfig(path: str | None = None, *, context: str | None = None,
     server = cluster.get("server")
     if not server:
         raise KubeConfigError(f"kubeconfig {path}: cluster {cluster_name!r} has no server")
-    for unsupported in ("exec", "auth-provider"):
-        if user.get(unsupported):
-            raise KubeConfigError(f"kubeconfig {path}: user {ctx.get('user')!r} uses "
-                                  f"{unsupported}, which ovn-k8s does not support; use a token "
-                                  "or client certificate")
     if user.get("username") or user.get("password"):
         raise KubeConfigError(f"kubeconfig {path}: basic auth is not supported; use a token")
+    # The same order as kubectl (client-go): an auth provider, then a token, then exec.
+    plugin_kind = ("auth-provider" if user.get("auth-provider") else
+                   None if user.get("token") or user.get("tokenFile") else
+                   "exec" if user.get("exec") else None)
+    plugin = None
+    if plugin_kind:
+        from ovn_k8s.kube import credentials  # imports `kubernetes`: only these users pay
+
+        plugin = credentials.load(path, ctx_name, str(ctx.get("user")), plugin_kind)
 
     private: str | None = None
 
@@ -156,6 +161,8 @@ def from_kubeconfig(path: str | None = None, *, context: str | None = None,
         client_key = materialise("client.key", _b64(user["client-key-data"], "client-key-data"))
     elif user.get("client-key"):
         client_key = rel(user["client-key"])
+    if plugin is not None and plugin.client_cert and not client_cert:
+        client_cert, client_key = plugin.client_cert, plugin.client_key
     for what, f in (("certificate-authority", ca_file), ("client-certificate", client_cert),
                     ("client-key", client_key)):
         if f and not os.path.isfile(f):
@@ -166,6 +173,7 @@ def from_kubeconfig(path: str | None = None, *, context: str | None = None,
         ca_file=ca_file, insecure=bool(cluster.get("insecure-skip-tls-verify")),
         client_cert=client_cert, client_key=client_key,
         proxy=cluster.get("proxy-url") or None, namespace=ctx.get("namespace") or None,
+        token_provider=plugin.provider if plugin else None,
         source=f"kubeconfig {path} (context {ctx_name})")
 
 

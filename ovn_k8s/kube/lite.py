@@ -88,7 +88,7 @@ class LiteClient:
         self._host = url.hostname or "localhost"
         self._port = url.port or (443 if self._https else 80)
         self._prefix = url.path.rstrip("/")
-        self._token = TokenSource(params.token, params.token_file)
+        self._token = TokenSource.of(params)
         self._headers = {"Accept": "application/json", "User-Agent": user_agent}
         self._ssl: ssl.SSLContext | None = None
         if self._https:

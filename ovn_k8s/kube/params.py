@@ -12,6 +12,7 @@ import os
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ovn_k8s.kube.errors import KubeConfigError
 
@@ -53,6 +54,12 @@ def resource_path(resource: str, *, namespace: str | None = None, name: str | No
     return "/".join(parts)
 
 
+class TokenProvider(Protocol):
+    """A source of bearer tokens that may change (see `ovn_k8s.kube.credentials`)."""
+
+    def token(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionParams:
     """How to reach the API server. Built by `ovn_k8s.kube.auth`; paths are files on disk
@@ -68,6 +75,8 @@ class ConnectionParams:
     proxy: str | None = None
     namespace: str | None = None  # the context's or service account's namespace
     source: str = "explicit"  # where these settings came from, for log messages
+    # A kubeconfig exec plugin or auth provider: `token()` gives the current token.
+    token_provider: TokenProvider | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.server.startswith(("http://", "https://")):
@@ -84,15 +93,24 @@ class ConnectionParams:
 
 
 class TokenSource:
-    """The bearer token: fixed, or read from a file and re-read when the file changes."""
+    """The bearer token: fixed, read from a file and re-read when the file changes, or asked
+    of a kubeconfig plugin (which refreshes it when it expires)."""
 
-    def __init__(self, token: str | None, path: str | None) -> None:
+    def __init__(self, token: str | None, path: str | None,
+                 provider: TokenProvider | None = None) -> None:
         self._token = token
         self._path = path
+        self._provider = provider
         self._mtime: float | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def of(cls, params: ConnectionParams) -> TokenSource:
+        return cls(params.token, params.token_file, params.token_provider)
+
     def get(self) -> str | None:
+        if self._provider is not None:
+            return self._provider.token()
         if self._path is None:
             return self._token
         with self._lock:

@@ -154,7 +154,7 @@ class KubeClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._base = params.server.rstrip("/")
-        self._token = TokenSource(params.token, params.token_file)
+        self._token = TokenSource.of(params)
         session = requests.Session()
         # Like client-go without a proxy-url: ignore *_PROXY and .netrc from the environment.
         session.trust_env = False
