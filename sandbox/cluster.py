@@ -129,8 +129,13 @@ def _build(directory: str, nodes: int, out: Out) -> State:
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SandboxError(f"openssl could not make the API server's certificate: {proc.stderr.strip()}")
-    start_daemon(d, "kubeapi", python_module("sandbox.kubeapi", "--listen", "127.0.0.1:0", "--token",
-                                             state.token, "--kubeconfig-out", state.kubeconfig,
+    # The token goes to the server in a private file: a command line is readable by every user.
+    token_file = f"{d}/kubeapi.token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(state.token + "\n")
+    start_daemon(d, "kubeapi", python_module("sandbox.kubeapi", "--listen", "127.0.0.1:0", "--token-file",
+                                             token_file, "--kubeconfig-out", state.kubeconfig,
                                              "--tls-cert", state.api_cert, "--tls-key", state.api_key,
                                              "--bookmark-interval", "5", "--log-level", "warning"))
     line = wait_log(f"{d}/kubeapi.log", "kubeapi listening on", 20, f"{d}/kubeapi.pid")

@@ -1,13 +1,17 @@
 """Command line of the test API server: `python -m sandbox.kubeapi --listen 127.0.0.1:PORT`.
 
-Runs in the foreground until SIGTERM or SIGINT, then stops cleanly (exit 0). Exit 1 when it
-cannot start (port taken, bad certificate, bad seed file), 2 on usage errors.
+Authentication is on by default: a random bearer token, written only into --kubeconfig-out
+(or --token-file), never taken on the command line. Runs in the foreground until SIGTERM or
+SIGINT, then stops cleanly (exit 0). Exit 1 when it cannot start (port taken, bad certificate,
+bad seed file), 2 on usage errors.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import signal
 import sys
 import threading
@@ -41,12 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen", type=_listen, default=("127.0.0.1", 0), metavar="HOST:PORT",
                         help="address to serve on; port 0 picks a free port "
                              "(default: 127.0.0.1:0). The URL is printed on stdout.")
-    parser.add_argument("--token", metavar="TOKEN",
-                        help="require 'Authorization: Bearer TOKEN' on every request "
-                             "(401 without it); default: no authentication")
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument("--token-file", metavar="FILE",
+                      help="require 'Authorization: Bearer TOKEN' with the token in FILE; a "
+                           "missing FILE is created (mode 0600) with a random token. Default: "
+                           "a random token that only --kubeconfig-out's file holds. Tokens are "
+                           "never taken on the command line, where every user could read them")
+    auth.add_argument("--anonymous", action="store_true",
+                      help="serve without authentication (only for throw-away tests on "
+                           "loopback)")
     parser.add_argument("--kubeconfig-out", metavar="FILE",
                         help="write a kubeconfig (mode 0600) pointing at this server, with the "
                              "token and the CA, for kubectl-style clients")
+    parser.add_argument("--idle-timeout", type=float, default=90.0, metavar="SECONDS",
+                        help="close a connection that sends nothing for this long (default: 90, "
+                             "like kube-apiserver's HTTP server)")
     parser.add_argument("--tls-cert", metavar="FILE",
                         help="serve https with this PEM certificate (needs --tls-key); a "
                              "self-signed certificate is also written as the kubeconfig's CA")
@@ -98,20 +111,43 @@ def seed(server: KubeApiServer, objs: Sequence[dict[str, Any]]) -> None:
         server.create(BY_KIND[kind].plural, obj)
 
 
+def _token(args: argparse.Namespace) -> str:
+    """The bearer token: read from --token-file, or made (and written there) when absent."""
+    if args.token_file and os.path.exists(args.token_file):
+        with open(args.token_file, encoding="utf-8") as fh:
+            token = fh.read().strip()
+        if not token:
+            raise ValueError(f"token file {args.token_file} is empty")
+        return token
+    token = secrets.token_urlsafe(32)
+    if args.token_file:
+        fd = os.open(args.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+    return token
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if not (args.anonymous or args.token_file or args.kubeconfig_out or args.tls_client_ca):
+        # Authentication is on; without one of these no client could ever authenticate.
+        print("error: authentication is on: give --kubeconfig-out or --token-file to receive "
+              "the token (or --anonymous)", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = args.listen
     stop = threading.Event()
     try:
-        server = KubeApiServer(host, port, token=args.token, tls_cert=args.tls_cert,
+        token = None if args.anonymous else _token(args)
+        server = KubeApiServer(host, port, token=token, tls_cert=args.tls_cert,
                                tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
                                bookmark_interval=args.bookmark_interval,
-                               default_watch_timeout=args.watch_timeout)
+                               default_watch_timeout=args.watch_timeout,
+                               idle_timeout=args.idle_timeout)
         if not args.no_default_namespaces:
             seed(server, [{"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": n}}
                           for n in DEFAULT_NAMESPACES])

@@ -218,8 +218,15 @@ def _list_body(rt: ResourceType, items: list[Obj], rv: str, token: str | None,
                       for o in items]}
 
 
+# kube-apiserver's limit on a request body (MaxRequestBodyBytes): larger ones get 413.
+MAX_BODY_BYTES = 3 * 1024 * 1024
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of clients connecting at once (200 node
+    # agents, a benchmark's connection pool) would wait on SYN retransmits for a second or more.
+    request_queue_size = 1024
     kube: KubeApiServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -236,6 +243,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
 
     def setup(self) -> None:
+        # A keep-alive connection that stays silent this long is closed (StreamRequestHandler
+        # applies it to the socket), so idle or stuck clients cannot hold threads forever.
+        self.timeout = self.server.kube.idle_timeout
         super().setup()
         self.server.kube._track(self.connection, True)
 
@@ -272,6 +282,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -282,8 +294,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(exc.code, exc.status(), headers)
 
     def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        """The body, read only after authentication and only up to MAX_BODY_BYTES; a body we
+        do not read leaves the stream unusable, so the connection is then closed."""
+        raw_length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            raise ApiError(411, "a request body needs a Content-Length")
+        try:
+            length = int(raw_length or 0)
+        except ValueError:
+            self.close_connection = True
+            raise ApiError(400, f"invalid Content-Length {raw_length!r}") from None
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise ApiError(413, f"the request body is {length} bytes; the limit is "
+                                f"{MAX_BODY_BYTES}")
         return self.rfile.read(length) if length > 0 else b""
+
+    def _has_body(self) -> bool:
+        return bool(self.headers.get("Content-Length", "0") not in ("", "0")
+                    or self.headers.get("Transfer-Encoding"))
 
     def _authenticated(self) -> bool:
         api = self.server.kube
@@ -301,8 +331,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         parts = [unquote(p) for p in url.path.split("/") if p]
         try:
-            raw = self._read_body()
             if parts in (["healthz"], ["readyz"], ["livez"]):
+                if self._has_body():
+                    self.close_connection = True
                 data = b"ok"
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
@@ -311,7 +342,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
                 return
             if not self._authenticated():
+                if self._has_body():
+                    self.close_connection = True  # its body stays unread
                 raise ApiError(401, "Unauthorized")
+            raw = self._read_body()
             route = _route(method, parts, query)
             api._record(RequestRecord(method, url.path, route.verb,
                                       route.rt.plural if route.rt else None, route.namespace,
@@ -521,7 +555,8 @@ class KubeApiServer:
                  default_watch_timeout: float = 1800.0,
                  start_resource_version: int | None = None, history_limit: int = 100_000,
                  service_cidr: str = "10.96.0.0/16",
-                 node_port_range: tuple[int, int] = (30000, 32767)) -> None:
+                 node_port_range: tuple[int, int] = (30000, 32767),
+                 idle_timeout: float = 90.0) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
         if tls_client_ca and not tls_cert:
@@ -532,6 +567,7 @@ class KubeApiServer:
         self.tls_cert, self.tls_key, self.tls_client_ca = tls_cert, tls_key, tls_client_ca
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = default_watch_timeout
+        self.idle_timeout = idle_timeout  # seconds a connection may stay silent (Go's IdleTimeout)
         if start_resource_version is None:
             # Milliseconds since the epoch: a restarted sandbox server never reuses an old
             # resourceVersion, so clients holding one get 410 and relist.

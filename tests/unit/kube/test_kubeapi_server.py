@@ -462,8 +462,8 @@ def test_default_resource_version_is_time_based():
 def test_cli_help_explains_every_flag():
     out = subprocess.run([sys.executable, "-m", "sandbox.kubeapi", "--help"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
-    for flag in ("--listen", "--token", "--kubeconfig-out", "--kubeconfig-ca", "--tls-cert",
-                 "--tls-key",
+    for flag in ("--listen", "--token-file", "--anonymous", "--kubeconfig-out", "--kubeconfig-ca",
+                 "--tls-cert", "--tls-key", "--idle-timeout",
                  "--tls-client-ca", "--bookmark-interval", "--watch-timeout", "--load",
                  "--no-default-namespaces", "--log-level"):
         assert flag in out
@@ -475,9 +475,12 @@ def test_cli_serves_writes_kubeconfig_and_stops_on_sigterm(tmp_path):
     seed.write_text("apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
                     "apiVersion: v1\nkind: List\nitems:\n"
                     "- {apiVersion: v1, kind: Pod, metadata: {name: p, namespace: default}}\n")
+    token_file = tmp_path / "token"
+    token_file.write_text("t0k\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.kubeapi", "--listen", "127.0.0.1:0", "--token", "t0k",
-         "--kubeconfig-out", str(kubeconfig), "--load", str(seed), "--log-level", "warning"],
+        [sys.executable, "-m", "sandbox.kubeapi", "--listen", "127.0.0.1:0", "--token-file",
+         str(token_file), "--kubeconfig-out", str(kubeconfig), "--load", str(seed),
+         "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     try:
@@ -502,6 +505,6 @@ def test_cli_serves_writes_kubeconfig_and_stops_on_sigterm(tmp_path):
 def test_cli_reports_a_taken_port():
     with KubeApiServer(start_resource_version=1) as server:
         r = subprocess.run([sys.executable, "-m", "sandbox.kubeapi", "--listen",
-                            f"127.0.0.1:{server.port}"], capture_output=True, text=True,
-                           timeout=30)
+                            f"127.0.0.1:{server.port}", "--anonymous"], capture_output=True,
+                           text=True, timeout=30)
     assert r.returncode == 1 and "cannot start" in r.stderr
