@@ -31,6 +31,24 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import ovs' 2>/dev/null; 
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
+# --- a real Kubernetes control plane for the tests (envtest layout; KUBEBUILDER_ASSETS wins) ---
+# Unpacked from ../shared/k8s-assets when that exists and .k8s-assets lacks a binary; into a
+# private directory first, so two installs at once never share a half-written file.
+assets_src="$(dirname "$PWD")/shared/k8s-assets"
+if [ -x "$assets_src/unpack.sh" ]; then
+  complete=1
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
+    [ -x ".k8s-assets/$b" ] || complete=0
+  done
+  if [ "$complete" = 0 ]; then
+    tmp_assets=$(mktemp -d "$PWD/.k8s-assets.XXXXXX")
+    "$assets_src/unpack.sh" "$tmp_assets" >/dev/null
+    mkdir -p .k8s-assets
+    mv -f "$tmp_assets"/* .k8s-assets/
+    rmdir "$tmp_assets"
+  fi
+fi
+
 # --- systemd units for the daemons (only where systemd runs; not enabled: configure first) ---
 # ExecStart names the executable; point it at the one just installed in .venv.
 if [ -d /run/systemd/system ]; then

@@ -14,6 +14,9 @@ import pytest
 
 from sandbox.lab.cluster import Lab, sweep_stale
 
+# The real Kubernetes control plane fixture and its "NOT RUN" report (issue 13).
+pytest_plugins = ("tests.real_control_plane",)
+
 NEEDS = ("ovsdb-server", "ovn-northd", "ovs-vswitchd", "ovn-controller", "ip", "ethtool")
 
 
