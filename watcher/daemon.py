@@ -50,10 +50,12 @@ from watcher.events import EventRecorder
 from watcher.informer import Informer
 from watcher.metrics import MetricsServer, WatcherMetrics
 from watcher.pods import PodController
+from watcher.policies import PolicyController
 from watcher.service_controller import ServiceController
 
 LOG = logging.getLogger(__name__)
 PROG = "ovn-k8s-watcher"
+POLICY_PATH = "/apis/networking.k8s.io/v1/networkpolicies"
 NB_LOCK = "ovn_k8s_watcher"          # an OVSDB lock id: letters, digits and underscores
 DRAIN_TIMEOUT = 1.5
 SHUTDOWN_TIMEOUT = 3.0       # under ovs_daemon.STOP_GRACE: a stop never needs the watchdog
@@ -94,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_options(kube, KUBE_OPTIONS)  # type: ignore[arg-type]
     daemon = parser.add_argument_group("daemon")
     config.add_options(daemon, (*WATCHER_OPTIONS, "unix_socket"))  # type: ignore[arg-type]
+    parser.add_argument("--no-network-policy", action="store_true",
+                        help="do not program NetworkPolicies (no port groups, address "
+                             "sets or ACLs; the watcher then neither watches policies "
+                             "nor namespaces)")
     ovs_daemon.add_args(parser, PROG)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--overlay", action="store_true",
@@ -177,6 +183,8 @@ class Watcher:
         self.informers: list[Informer] = []
         self.pods: PodController | None = None
         self.services: ServiceController | None = None
+        self.policies: PolicyController | None = None
+        self.network_policy = True           # --no-network-policy turns it off
         self.serving = threading.Event()
         self.synced = threading.Event()
         self._workers: list[threading.Thread] = []
@@ -230,6 +238,9 @@ class Watcher:
             lines.append(f"services: {len(svc.services)} (queued {len(svc.queue)})")
             lines.append(f"endpointslices: {len(svc.slices)}" if svc.use_slices
                          else f"endpoints: {len(svc.endpoints)}")
+        if self.policies is not None:
+            lines.append(f"networkpolicies: {len(self.policies.policies)} "
+                         f"(queued {len(self.policies.queue)})")
         if self._fatal:
             lines.append(f"failed: {self._fatal}")
         return "\n".join(lines) + "\n"
@@ -268,11 +279,14 @@ class Watcher:
     def _setup_nb(self, nb: Any) -> None:
         pods, services = self.pods, self.services
         gateway_prefix = naming.owner_gateway("")
+        policies = self.policies
 
         def on_change(change: connection.RowChange) -> None:
             if change.table == "Logical_Switch":
                 if change.id.startswith(SWITCH_ID_PREFIX) and pods is not None:
                     pods.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
+                if change.id.startswith(SWITCH_ID_PREFIX) and policies is not None:
+                    policies.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
             elif services is not None and change.owner.startswith(gateway_prefix):
                 services.on_gateways_changed()
 
@@ -290,6 +304,17 @@ class Watcher:
                             svc.on_slice_event))
         else:
             watches.append(("endpoints", resource_path("endpoints"), svc.on_endpoints_event))
+        if self.policies is not None:
+            # One pod watch for both controllers; policies also need namespaces' labels.
+            policies, pod_handler = self.policies, watches[0][2]
+
+            def on_pod(ev: Any) -> None:
+                pod_handler(ev)
+                policies.on_pod_event(ev)
+            watches[0] = ("pods", watches[0][1], on_pod)
+            watches.append(("networkpolicies", POLICY_PATH, policies.on_policy_event))
+            watches.append(("namespaces", resource_path("namespaces"),
+                            policies.on_namespace_event))
         for name, path, handler in watches:
             self.informers.append(Informer(name, kube, path, handler=handler, stop=self.stop,
                                            metrics=self.metrics).start())
@@ -381,12 +406,19 @@ class Watcher:
                                           max_retries=cfg.max_retries, timeout=cfg.timeout,
                                           nodeport_mode=cfg.nodeport_mode,
                                           affinity_mode=cfg.affinity_mode)
+        if self.network_policy:
+            self.policies = PolicyController(nb=None, metrics=self.metrics, recorder=recorder,
+                                             batch_size=cfg.pod_batch_size,
+                                             max_retries=cfg.max_retries,
+                                             timeout=cfg.timeout)
         self._start_informers(self.kube)
         self.nb = self._retry(f"NB {cfg.ovn_nb}", lambda: process.connect_nb(cfg))
         if self.nb is None:
             return self._exit_status()
         self.pods.nb = self.nb
         self.services.attach_nb(self.nb)
+        if self.policies is not None:
+            self.policies.attach_nb(self.nb)
         self._setup_nb(self.nb)
         if not self._wait("the first list of every watched resource",
                           lambda: all(i.synced.is_set() for i in self.informers)):
@@ -403,12 +435,20 @@ class Watcher:
         t0 = time.monotonic()
         self.pods.sync()
         self.services.sync()
+        if self.policies is not None:
+            self.policies.sync()
         self.serving.set()
         pods, services = self.pods, self.services
         self._start_worker("pods", lambda: pods.run(self.stop,
                                                     resync_interval=cfg.resync_interval))
         self._start_worker("services", lambda: services.run(
             self.stop, resync_interval=cfg.resync_interval))
+        policies = self.policies
+        if policies is not None:
+            self._start_worker("networkpolicies", lambda: policies.run(
+                self.stop, resync_interval=cfg.resync_interval))
+            self._wait("the initial policies to be programmed",
+                       lambda: policies.queue.wait_idle(0))
         self._wait("the initial objects to be reconciled",
                    lambda: pods.queue.wait_idle(0) and services.queue.wait_idle(0))
         if not self.stop.is_set():
@@ -433,6 +473,8 @@ class Watcher:
                 LOG.info("NB connection re-established; re-reading the NB")
                 for controller in (self.pods, self.services):
                     controller.request_reload()
+                if self.policies is not None:
+                    self.policies.request_reload()
             self.stop.wait(0.2)
         return self._exit_status()
 
@@ -459,6 +501,13 @@ class Watcher:
                     LOG.warning("shutdown: %s work still queued after %.1fs; dropped",
                                 type(controller).__name__, DRAIN_TIMEOUT)
             controller.shutdown()
+        if self.policies is not None:
+            if self.serving.is_set() and not self._fatal and \
+                    not self.policies.drain(max(0.0, deadline - time.monotonic())):
+                drained = False
+                LOG.warning("shutdown: network policy work still queued after %.1fs; "
+                            "dropped", DRAIN_TIMEOUT)
+            self.policies.shutdown()
         for thread in self._workers:
             # Undrained work: a worker is likely stuck waiting for the NB; give it less.
             thread.join(timeout=left() if drained else left(0.5))
@@ -504,6 +553,7 @@ def serve(args: argparse.Namespace) -> int:
     daemon.start()                             # --detach/--monitor fork here
     try:
         watcher = Watcher(resolve(args))
+        watcher.network_policy = not args.no_network_policy
         holder.append(watcher)
         if daemon.stopping.is_set():
             return 0

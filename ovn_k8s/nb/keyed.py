@@ -20,6 +20,14 @@ only after the commit succeeded.
 
 Identity is (table, external_ids:ovn-k8s/id), as in the full scan (V4: names are not unique).
 `scan` seeds the cache from the NB: it reports each key's rows and the duplicates to delete.
+
+A transaction may have committed although we were told it failed: the leader of a clustered
+NB dies after committing and before replying (python-ovs answers TRY_AGAIN, ovsdbapp re-runs
+the command), or the reply does not come in time (we raise). A row the cache does not place
+is then looked up by identity before one is inserted: on every re-run of `run_idl`, and on the
+next apply of a key whose transaction failed (its rows are kept as unverified, with the rows
+it was creating as placeholders without a UUID, so a key deleted meanwhile still deletes
+them). Nothing is written twice and nothing is lost (tests/integration/test_raft_nb.py).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from ovn_k8s.nb.model import (
     IDL_INDEXES,
     NAMED_TABLES,
     Parent,
+    Ref,
     Row,
     identity,
     plain,
@@ -81,7 +90,7 @@ class Applied:
     """A row as the NB holds it: as we last wrote it, or as `scan` found it."""
 
     row: Row
-    uuid: str
+    uuid: str                      # "" for a row a failed transaction was creating
     parents: frozenset[Parent] = frozenset()
     verified: bool = True          # False: a transaction with this row failed; re-read it
 
@@ -200,6 +209,9 @@ class KeyedApplyCommand(ovs_command.BaseCommand):
         self.delete = list(delete)
         self.outcome = Outcome()
         self._inserted: dict[tuple[str, Ident], Any] = {}
+        self._runs = 0
+        self._new: dict[Ident, Any] = {}
+        self._new_children: dict[tuple[Ident, str], list[Any]] = {}
 
     def __str__(self) -> str:
         return f"KeyedApplyCommand({len(self.changes)} keys, {len(self.delete)} deletions)"
@@ -208,6 +220,11 @@ class KeyedApplyCommand(ovs_command.BaseCommand):
         tables = self.api.tables
         self.outcome = Outcome()
         self._inserted = {}
+        # ovsdbapp runs us again after TRY_AGAIN, which may follow a commit whose reply was
+        # lost (a cluster leader died): from the second run on, rows are found by identity.
+        self._runs += 1
+        self._new = {}
+        self._new_children = {}
         parents = _ParentIndex(tables)
         for change in self.changes:
             try:
@@ -216,27 +233,36 @@ class KeyedApplyCommand(ovs_command.BaseCommand):
                 self.outcome.errors[change.key] = exc
                 continue
             written: dict[Ident, Applied] = {}
-            for ident, row in change.desired.items():
+            # Parents before children: a key may hold both (a port group and its ACLs).
+            for ident, row in sorted(change.desired.items(), key=lambda i: i[1].table in CHILD_TABLES):
                 written[ident] = self._ensure(txn, tables, parents, change, row, targets[ident])
-            for ident, applied in change.existing.items():
+            # Children before parents: a child is unlinked from a parent still in the NB.
+            for ident, applied in sorted(change.existing.items(),
+                                         key=lambda i: i[1].row.table not in CHILD_TABLES):
                 if ident not in change.desired:
                     self._delete(tables, parents, applied)
             self.outcome.written[change.key] = written
-        for applied in self.delete:
+        for applied in sorted(self.delete, key=lambda a: a.row.table not in CHILD_TABLES):
             self._delete(tables, parents, applied)
+        # V3: a parent inserted here gets its children set directly, never by mutation.
+        for ((ptable, pid), column), children in self._new_children.items():
+            setattr(self._new[(ptable, pid)], column, children)
 
     # -- per key: every check before any write, so a failing key writes nothing ---------------
     def _check(self, tables: Any, parents: _ParentIndex, change: Change) -> dict[Ident, Any]:
         targets: dict[Ident, Any] = {}
         for ident, row in change.desired.items():
-            if row.parent is not None and parents.get(row.parent.table, row.parent.id) is None:
+            if row.parent is not None and (row.parent.table, row.parent.id) not in change.desired \
+                    and parents.get(row.parent.table, row.parent.id) is None:
                 raise MissingParent(f"{row.parent.table} {row.parent.id!r} does not exist in "
                                     f"the NB (needed by {row.table} {row.id})")
             table = tables[row.table]
             applied = change.existing.get(ident)
-            irow = table.rows.get(uuidlib.UUID(applied.uuid)) if applied is not None else None
+            irow = table.rows.get(uuidlib.UUID(applied.uuid)) if applied and applied.uuid else None
             if irow is None:
                 irow = _unique_match(table, row)
+                if irow is None and (self._runs > 1 or (applied is not None and not applied.verified)):
+                    irow = parents.get(row.table, row.id)     # committed, reply lost
                 if irow is not None:
                     owner = row_owner(row.table, irow)
                     if owner and owner != row.owner:
@@ -248,21 +274,31 @@ class KeyedApplyCommand(ovs_command.BaseCommand):
     def _ensure(self, txn: Any, tables: Any, parents: _ParentIndex, change: Change, row: Row,
                 irow: Any | None) -> Applied:
         table = tables[row.table]
-        want = parents.get(row.parent.table, row.parent.id) if row.parent is not None else None
+        want = None
+        new_parent = False
+        if row.parent is not None:
+            want = self._new.get((row.parent.table, row.parent.id))
+            new_parent = want is not None
+            if want is None:
+                want = parents.get(row.parent.table, row.parent.id)
+        written = self._resolved(tables, parents, row)
         if irow is not None and any((row.table, col) in IDL_INDEXES and getattr(irow, col) != val
                                     for col, val in row.columns.items()):
             # An indexed column is never written in place (model.IDL_INDEXES): replace the row.
             self._delete(tables, parents, Applied(row, str(irow.uuid), frozenset(), verified=False))
             irow = None
         if irow is None:
-            irow = write.insert(txn, table, row)
-            if want is not None:
+            irow = write.insert(txn, table, written)
+            self._new[(row.table, row.id)] = irow
+            if new_parent:
+                self._link_new(row.parent, irow)
+            elif want is not None:
                 want.addvalue(row.parent.column, irow)
             self._inserted[(change.key, (row.table, row.id))] = irow
             self.outcome.wrote = True
             LOG.debug("%s: create %s %s", change.key, row.table, row.id)
             return Applied(row, str(irow.uuid), _parents_of(row))
-        if write.update(irow, table, row):
+        if write.update(irow, table, written):
             self.outcome.wrote = True
         applied = change.existing.get((row.table, row.id))
         holders = self._holders(tables, parents, row.table, irow, applied)
@@ -271,9 +307,46 @@ class KeyedApplyCommand(ovs_command.BaseCommand):
                 holder.delvalue(column, irow)
                 self.outcome.wrote = True
         if want is not None and not any(h.uuid == want.uuid for h, _ in holders):
-            want.addvalue(row.parent.column, irow)
+            if new_parent:
+                self._link_new(row.parent, irow)
+            else:
+                want.addvalue(row.parent.column, irow)
             self.outcome.wrote = True
         return Applied(row, str(irow.uuid), _parents_of(row))
+
+    def _link_new(self, parent: Parent, child: Any) -> None:
+        self._new_children.setdefault(((parent.table, parent.id), parent.column), []).append(child)
+
+    def _resolved(self, tables: Any, parents: _ParentIndex, row: Row) -> Row:
+        """The row with every `Ref` in its columns replaced by the IDL row it names. A
+        reference in a set column to a row that does not exist is left out (a port group's
+        member whose port is gone: the weak reference would go anyway)."""
+        if not any(isinstance(v, Ref) or (isinstance(v, (list, tuple)) and v and isinstance(v[0], Ref))
+                   for v in row.columns.values()):
+            return row
+        columns: dict[str, Any] = {}
+        for col, value in row.columns.items():
+            if isinstance(value, Ref):
+                target = self._lookup(tables, parents, value)
+                if target is None:
+                    raise MissingParent(f"{value.table} {value.id!r} does not exist in the NB "
+                                        f"(needed by {row.table} {row.id})")
+                columns[col] = target
+            elif isinstance(value, (list, tuple)) and value and isinstance(value[0], Ref):
+                columns[col] = [t for t in (self._lookup(tables, parents, v) for v in value)
+                                if t is not None]
+            else:
+                columns[col] = value
+        return dataclasses.replace(row, columns=columns)
+
+    def _lookup(self, tables: Any, parents: _ParentIndex, ref: Ref) -> Any | None:
+        new = self._new.get((ref.table, ref.id))
+        if new is not None:
+            return new
+        if ref.table in NAMED_TABLES:
+            # Rows of any owner (a port group lists pod ports), by their unique name.
+            return _unique_match(tables[ref.table], Row(ref.table, ref.id, "", {"name": ref.id}))
+        return parents.get(ref.table, ref.id)
 
     def _holders(self, tables: Any, parents: _ParentIndex, table: str, irow: Any,
                  applied: Applied | None) -> list[tuple[Any, str]]:
@@ -298,7 +371,9 @@ class KeyedApplyCommand(ovs_command.BaseCommand):
 
     def _delete(self, tables: Any, parents: _ParentIndex, applied: Applied) -> None:
         table = applied.row.table
-        irow = tables[table].rows.get(uuidlib.UUID(applied.uuid))
+        irow = tables[table].rows.get(uuidlib.UUID(applied.uuid)) if applied.uuid else None
+        if irow is None and not applied.verified:
+            irow = parents.get(table, applied.row.id)       # made by a commit we were not told of
         if irow is None:
             return
         if table in CHILD_TABLES:         # strong references: unlink before deleting
@@ -447,12 +522,16 @@ class KeyedRows:
                     txn.add(cmd)
             except Exception:
                 # The NB may not be what the cache says (a row unlinked or deleted behind our
-                # back): the next apply of these keys re-reads where their rows are linked.
+                # back, or the transaction committed after all): the next apply of these keys
+                # re-reads where their rows are linked, and finds the rows it was creating by
+                # identity (placeholders without a UUID) instead of creating them again.
                 for change in changes:
-                    rows = self._applied.get(change.key)
+                    rows = {i: dataclasses.replace(a, verified=False)
+                            for i, a in self._applied.get(change.key, {}).items()}
+                    for ident, row in change.desired.items():
+                        rows.setdefault(ident, Applied(row, "", verified=False))
                     if rows:
-                        self._applied[change.key] = {
-                            i: dataclasses.replace(a, verified=False) for i, a in rows.items()}
+                        self._applied[change.key] = rows
                 raise
             outcome = cmd.outcome
             if outcome.wrote:

@@ -68,7 +68,8 @@ class ActualRow:
 CHILD_TABLES = frozenset({"Logical_Switch_Port", "Logical_Router_Port",
                           "Logical_Router_Static_Route", "NAT", "ACL"})
 # Tables with a unique `name` index: there the id is the name.
-NAMED_TABLES = frozenset({"Logical_Switch_Port", "Logical_Router_Port", "Load_Balancer_Group"})
+NAMED_TABLES = frozenset({"Logical_Switch_Port", "Logical_Router_Port", "Load_Balancer_Group",
+                          "Port_Group", "Address_Set"})
 # Tables whose rows made by hand (`ovn-nbctl ls-add`: no identity) builders may still name,
 # as `Ref(table, by_name(name))`, e.g. to put a port into a switch a user made.
 BY_NAME_TABLES = frozenset({"Logical_Switch", "Logical_Router"})
