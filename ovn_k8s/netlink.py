@@ -759,3 +759,75 @@ def _open_netns_for_teardown(stack: contextlib.ExitStack, netns_path: str | None
     except NotAPodNetns as err:
         LOG.warning("not touching %s: %s", netns_path, err)
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# a veth pair with both ends here (a libnetwork driver's Join: Docker moves the peer itself)
+
+
+def create_local_veth_pair(*, host_ifname: str, peer_ifname: str, mac: str, mtu: int,
+                           disable_tx_offload: bool = True) -> bool:
+    """`host_ifname` (up) <-> `peer_ifname` (down, with `mac`, `mtu`, TX checksum offload off:
+    settings that survive Docker moving and renaming it) in this netns; True if created.
+
+    An existing pair of these two names is converged; a stale `host_ifname` (a veth whose peer
+    is not `peer_ifname`, e.g. left by a crash) is replaced; anything else of those names is an
+    error. A pair this call created is removed again when a later step fails."""
+    check_ifname(host_ifname, "host_ifname")
+    check_ifname(peer_ifname, "peer_ifname")
+    want = mac.lower()
+    if not _MAC_RE.match(want) or int(want[:2], 16) & 1:
+        raise ValueError(f"{mac!r} is not a unicast MAC address")
+    with _here(f"create veth pair {host_ifname} / {peer_ifname}") as ipr:
+        host, peer = _link(ipr, host_ifname), _link(ipr, peer_ifname)
+        paired = (host is not None and peer is not None and _kind(host) == "veth"
+                  and host.get("link") == peer["index"] and host.get("link_netnsid") is None)
+        created = False
+        if not paired:
+            for name, link in ((host_ifname, host), (peer_ifname, peer)):
+                if link is not None and _kind(link) != "veth":
+                    raise HostError(f"{name} exists and is not a veth (kind {_kind(link)})")
+            for link in (host, peer):
+                if link is not None:
+                    _delete(ipr, link["index"])      # a stale half of an old pair: the whole pair goes
+            ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu,
+                     peer={"ifname": peer_ifname, "address": want, "mtu": mtu})
+            created = True
+        try:
+            peer = _link(ipr, peer_ifname)
+            host = _link(ipr, host_ifname)
+            if peer is None or host is None:
+                raise HostError(f"veth pair {host_ifname} / {peer_ifname} vanished during setup")
+            changes: dict[str, Any] = {}
+            if (peer.get("address") or "").lower() != want:
+                changes["address"] = want
+            if peer.get("mtu") != mtu:
+                changes["mtu"] = mtu
+            if changes:
+                ipr.link("set", index=peer["index"], **changes)
+            if host.get("mtu") != mtu:
+                ipr.link("set", index=host["index"], mtu=mtu)
+            _set_up(ipr, host)
+            if disable_tx_offload and _tx_checksum(ipr, peer_ifname, turn_off=True):
+                raise HostError(f"TX checksum offload on {peer_ifname} stays on")
+        except BaseException:
+            if created:
+                with contextlib.suppress(Exception):
+                    _delete(ipr, _link(ipr, host_ifname)["index"])
+            raise
+    if created:
+        LOG.info("%s: created veth pair with %s", host_ifname, peer_ifname)
+    return created
+
+
+def delete_link(name: str) -> bool:
+    """Delete interface `name` of this netns if it is a veth (its peer goes with it); True if
+    something was deleted."""
+    check_ifname(name)
+    with _here(f"delete {name}") as ipr:
+        link = _link(ipr, name)
+        if link is None:
+            return False
+        if _kind(link) != "veth":
+            raise HostError(f"not deleting {name}: it is a {_kind(link)}, not a veth")
+        return _delete(ipr, link["index"])

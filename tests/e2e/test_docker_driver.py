@@ -1,0 +1,342 @@
+"""ovn-docker-driver under a real Docker Engine (Debian's dockerd 20.10) on real OVN.
+
+Two lab hosts, each a namespace with its own OVS, ovn-controller, dockerd (sandbox/lab/docker.py:
+a private mount namespace gives each its own /run/docker/plugins) and driver; one NB. One lab
+for the whole module (dockerd and OVN start once); each test uses its own networks and
+containers and removes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from sandbox.lab.cluster import Lab, Node
+from sandbox.lab.docker import DockerDriver, DockerEngine, plugin_call
+from sandbox.lab.proc import run, wait_for
+from tests.helpers import nb_dump
+
+pytestmark = pytest.mark.e2e
+
+BIN = os.path.dirname(sys.executable)
+IMAGE = "bb:latest"
+
+
+@dataclass
+class Host:
+    node: Node
+    engine: DockerEngine
+    driver: DockerDriver
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        return self.engine.docker(*args, check=check).stdout.strip()
+
+    def fails(self, *args: str) -> str:
+        proc = self.engine.docker(*args, check=False)
+        assert proc.returncode != 0, proc.stdout
+        return proc.stderr.strip()
+
+    def run(self, name: str, network: str, *extra: str) -> str:
+        """A detached busybox sleeping on `network`; --init so that a stop is immediate."""
+        self.docker("run", "-d", "--init", "--name", name, "--network", network, *extra, IMAGE,
+                    "sleep", "3600")
+        return self.ip(name)
+
+    def ip(self, name: str, network: str | None = None) -> str:
+        nets = self.engine.inspect("container", name)["NetworkSettings"]["Networks"]
+        return nets[network or next(iter(nets))]["IPAddress"]
+
+    def ping(self, name: str, ip: str) -> bool:
+        return self.engine.exec(name, "ping", "-c", "2", "-i", "0.2", "-W", "5", ip,
+                                timeout=20).returncode == 0
+
+    def unreachable(self, name: str, ip: str) -> bool:
+        """No answer within ~1.5 s (used only where the same path was shown to work)."""
+        return self.engine.exec(name, "ping", "-c", "2", "-i", "0.2", "-W", "1", ip,
+                                timeout=20).returncode != 0
+
+    def links(self) -> set[str]:
+        out = run(["ip", "-o", "link"], netns=self.node.netns).stdout
+        return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+
+
+@dataclass
+class Lab2:
+    lab: Lab
+    h1: Host
+    h2: Host
+
+
+def _host(lab: Lab, name: str) -> Host:
+    node = lab.add_node(name)
+    node.vsctl("--may-exist", "add-br", "br-int", "--", "set", "bridge", "br-int",
+               "fail-mode=secure", "other-config:disable-in-band=true")
+    engine = DockerEngine(netns=node.netns, dir=f"{node.dir}/docker")
+    engine.start()
+    engine.import_busybox()
+    driver = DockerDriver(engine, ovs_db=node.ovs_db, nb=lab.nb, bin_dir=BIN)
+    driver.start()
+    return Host(node, engine, driver)
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[Lab2]:
+    lab = Lab()
+    made: list[Host] = []
+    try:
+        lab.up_central()
+        for name in ("h1", "h2"):
+            made.append(_host(lab, name))
+        yield Lab2(lab, *made)
+    finally:
+        for host in made:
+            host.driver.stop()
+            host.engine.destroy()
+        lab.down()
+
+
+def switches(lab: Lab) -> dict[str, dict[str, str]]:
+    out = json.loads(lab.nbctl("--format=json", "--columns=name,other_config,external_ids",
+                               "list", "Logical_Switch"))
+    return {row[0]: {**dict(row[1][1]), **dict(row[2][1])} for row in out["data"]}
+
+
+def ports(lab: Lab, switch: str) -> dict[str, str]:
+    """Endpoint ports of a switch: name -> addresses."""
+    names = lab.nbctl("lsp-list", switch).splitlines()
+    out = {}
+    for line in names:
+        name = line.split("(")[1].rstrip(")")
+        addrs = lab.nbctl("lsp-get-addresses", name)
+        if not name.startswith("stor-"):
+            out[name] = addrs
+    return out
+
+
+def create(host: Host, name: str, subnet: str, *opts: str) -> str:
+    return host.docker("network", "create", "-d", "ovn", "--ipam-driver", "ovn", "--subnet",
+                       subnet, *opts, name)
+
+
+# --- the driver on one host ------------------------------------------------------------------------
+def test_network_containers_and_cleanup_on_one_host(hosts: Lab2) -> None:
+    lab, h1 = hosts.lab, hosts.h1
+    create(h1, "one", "10.10.1.0/24", "-o", "switch=one")
+    assert switches(lab)["one"]["subnet"] == "10.10.1.0/24"
+    assert switches(lab)["one"]["gateway_ip"] == "10.10.1.1/24"
+    a = h1.run("one-a", "one")
+    b = h1.run("one-b", "one")
+    assert {a, b} == {"10.10.1.2", "10.10.1.3"}
+    found = ports(lab, "one")
+    eid = h1.engine.inspect("container", "one-a")["NetworkSettings"]["Networks"]["one"]["EndpointID"]
+    mac = h1.engine.inspect("container", "one-a")["NetworkSettings"]["Networks"]["one"]["MacAddress"]
+    assert found[eid] == f"{mac} {a}"
+    # Bound by ovn-controller before Join returned: the port is up as soon as run returns.
+    assert lab.nbctl("get", "Logical_Switch_Port", eid, "up") == "true"
+    # No router: L2 only, no default route, no docker_gwbridge.
+    assert "default" not in h1.engine.exec("one-a", "ip", "route").stdout
+    assert "docker_gwbridge" not in h1.docker("network", "ls")
+    assert h1.ping("one-a", b)
+    host_if = eid[:15]
+    assert host_if in h1.links()
+    h1.docker("rm", "-f", "one-a", "one-b")
+    assert ports(lab, "one") == {}
+    assert host_if not in h1.links() and f"{eid[:13]}_c" not in h1.links()
+    assert host_if not in h1.node.vsctl("list-ports", "br-int").split()
+    h1.docker("network", "rm", "one")
+    assert "one" not in switches(lab)
+
+
+def test_original_openvswitch_driver_with_dockers_ipam(hosts: Lab2) -> None:
+    """The original vagrant test1: `docker network create -d openvswitch --subnet=...` with
+    Docker's own IPAM; the switch is named by the network ID; rm removes it."""
+    lab, h1 = hosts.lab, hosts.h1
+    net = h1.docker("network", "create", "-d", "openvswitch", "--subnet=192.168.1.0/24", "foo")
+    assert net in switches(lab)
+    ip = h1.run("foo-a", "foo")
+    assert ip == "192.168.1.2"
+    mac = h1.engine.inspect("container", "foo-a")["NetworkSettings"]["Networks"]["foo"]["MacAddress"]
+    assert list(ports(lab, net).values()) == [f"{mac} {ip}"]
+    h1.docker("rm", "-f", "foo-a")
+    h1.docker("network", "rm", "foo")
+    assert net not in switches(lab)
+
+
+def test_ip_mac_connect_disconnect_and_restart(hosts: Lab2) -> None:
+    lab, h1 = hosts.lab, hosts.h1
+    create(h1, "opt1", "10.11.1.0/24", "-o", "switch=opt1")
+    create(h1, "opt2", "10.11.2.0/24", "-o", "switch=opt2")
+    ip = h1.run("opt-a", "opt1", "--ip", "10.11.1.77", "--mac-address", "02:00:00:00:11:77")
+    assert ip == "10.11.1.77"
+    assert list(ports(lab, "opt1").values()) == ["02:00:00:00:11:77 10.11.1.77"]
+    assert "02:00:00:00:11:77" in h1.engine.exec("opt-a", "ip", "link", "show", "eth0").stdout
+    # The same address again: refused, nothing written.
+    err = h1.fails("run", "-d", "--name", "opt-dup", "--network", "opt1", "--ip", "10.11.1.77",
+                   IMAGE, "sleep", "60")
+    assert "10.11.1.77 is already in use" in err
+    h1.docker("rm", "-f", "opt-dup", check=False)
+    assert len(ports(lab, "opt1")) == 1
+    h1.run("opt-b", "opt2")
+    h1.run("opt-c", "opt1")
+    h1.docker("network", "connect", "--ip", "10.11.2.50", "opt2", "opt-a")
+    assert h1.ip("opt-a", "opt2") == "10.11.2.50"
+    assert h1.ping("opt-b", "10.11.2.50")
+    h1.docker("network", "disconnect", "opt2", "opt-a")
+    assert "10.11.2.50" not in " ".join(ports(lab, "opt2").values())
+    before = set(ports(lab, "opt1"))
+    assert len(before) == 2
+    h1.docker("restart", "-t", "1", "opt-a")
+    after = {n: a for n, a in ports(lab, "opt1").items() if "10.11.1.77" in a}
+    assert set(after) - before and list(after.values()) == ["02:00:00:00:11:77 10.11.1.77"]
+    assert h1.ping("opt-c", "10.11.1.77")
+    h1.docker("rm", "-f", "opt-a", "opt-b", "opt-c")
+    h1.docker("network", "rm", "opt1", "opt2")
+    assert not {"opt1", "opt2"} & set(switches(lab))
+
+
+# --- two hosts ----------------------------------------------------------------------------------
+def test_two_hosts_share_a_switch_and_ping_through_geneve(hosts: Lab2) -> None:
+    lab, h1, h2 = hosts.lab, hosts.h1, hosts.h2
+    create(h1, "shared", "10.20.0.0/24", "-o", "switch=shared")
+    create(h2, "shared", "10.20.0.0/24", "-o", "switch=shared")
+    assert sum(k.startswith("ovn-k8s/docker-net:") for k in switches(lab)["shared"]) == 2
+    a = h1.run("sh-a", "shared")
+    b = h2.run("sh-b", "shared")
+    assert a != b
+    assert h1.ping("sh-a", b) and h2.ping("sh-b", a)
+    # One host leaving keeps the switch for the other.
+    h1.docker("rm", "-f", "sh-a")
+    h1.docker("network", "rm", "shared")
+    assert "shared" in switches(lab)
+    h2.docker("rm", "-f", "sh-b")
+    h2.docker("network", "rm", "shared")
+    assert "shared" not in switches(lab)
+
+
+def test_overlapping_subnets_are_kept_apart(hosts: Lab2) -> None:
+    lab, h1 = hosts.lab, hosts.h1
+    create(h1, "ovl-a", "10.30.0.0/24", "-o", "switch=ovl-a")
+    create(h1, "ovl-b", "10.30.0.0/24", "-o", "switch=ovl-b")
+    a1 = h1.run("ovl-a1", "ovl-a")
+    a2 = h1.run("ovl-a2", "ovl-a")
+    b1 = h1.run("ovl-b1", "ovl-b")
+    assert len({a1, a2, b1}) == 3        # one pool: no address twice
+    assert h1.ping("ovl-a1", a2)
+    assert h1.unreachable("ovl-b1", a1) and h1.unreachable("ovl-b1", a2)
+    h1.docker("rm", "-f", "ovl-a1", "ovl-a2", "ovl-b1")
+    h1.docker("network", "rm", "ovl-a", "ovl-b")
+    assert not {"ovl-a", "ovl-b"} & set(switches(lab))
+
+
+# --- restarts and a network that went away -------------------------------------------------------------
+def test_driver_restart_and_dockerd_restart_with_running_containers(hosts: Lab2) -> None:
+    lab, h1 = hosts.lab, hosts.h1
+    create(h1, "rs", "10.40.0.0/24", "-o", "switch=rs")
+    a = h1.run("rs-a", "rs", "--restart=always")
+    b = h1.run("rs-b", "rs", "--restart=always")
+    h1.driver.stop()
+    h1.driver.start()
+    assert h1.ping("rs-a", b)                           # the data path never needed the driver
+    c = h1.run("rs-c", "rs")                             # PoolID and NetworkID still resolve
+    assert c not in (a, b)
+    h1.docker("rm", "-f", "rs-c")
+    assert len(ports(lab, "rs")) == 2
+    # dockerd: every container is stopped (full teardown), then restarted by its policy.
+    h1.engine.stop(remove_containers=False)
+    assert ports(lab, "rs") == {}
+    h1.engine.start()
+    wait_for(lambda: len(ports(lab, "rs")) == 2, 30, "both containers back")
+    h1.engine.wait_container_running("rs-a")
+    h1.engine.wait_container_running("rs-b")
+    a2, b2 = h1.ip("rs-a"), h1.ip("rs-b")
+    assert len({a2, b2}) == 2 and h1.ping("rs-a", b2)
+    h1.docker("rm", "-f", "rs-a", "rs-b")
+    h1.docker("network", "rm", "rs")
+    assert "rs" not in switches(lab)
+    assert not [n for n in h1.links() if len(n) == 15 and n.isalnum()]
+
+
+def test_network_removed_from_the_nb_behind_dockers_back(hosts: Lab2) -> None:
+    lab, h1 = hosts.lab, hosts.h1
+    create(h1, "gone", "10.50.0.0/24", "-o", "switch=gone")
+    lab.nbctl("ls-del", "gone")
+    before = nb_dump(lab)
+    err = h1.fails("run", "-d", "--name", "gone-a", "--network", "gone", IMAGE, "sleep", "60")
+    assert "is not in the OVN NB" in err and "docker network rm" in err
+    assert nb_dump(lab) == before
+    h1.docker("rm", "-f", "gone-a", check=False)
+    h1.docker("network", "rm", "gone")                   # still removable
+    assert nb_dump(lab) == before
+
+
+# --- bad input to every call ------------------------------------------------------------------------
+V4 = [{"Pool": "10.0.0.0/24", "Gateway": "10.0.0.1/24"}]
+GENERIC = "com.docker.network.generic"
+BAD_CALLS = [
+    ("IpamDriver.RequestPool", {"Pool": "", "V6": False}, "needs a --subnet"),
+    ("IpamDriver.RequestPool", {"Pool": "fd00::/64", "V6": True}, "IPv6"),
+    ("IpamDriver.RequestPool", {"Pool": "10.0.0.0/24", "SubPool": "10.0.0.0/25"}, "--ip-range"),
+    ("IpamDriver.RequestPool", {"Pool": "10.0.0.1/24"}, "host bits"),
+    ("IpamDriver.RequestPool", {"Pool": "10.0.0.0/31"}, "too small"),
+    ("IpamDriver.RequestPool", {"Pool": "banana"}, "not an IPv4 CIDR"),
+    ("IpamDriver.RequestAddress", {"PoolID": "other/10.0.0.0/24"}, "not one of this driver's"),
+    ("IpamDriver.RequestAddress", {"PoolID": "ovn/10.0.0.0/24", "Address": "10.0.1.5"}, "not a host address"),
+    ("IpamDriver.RequestAddress", {"PoolID": "ovn/10.0.0.0/24", "Address": "x"}, "not an IPv4 address"),
+    ("IpamDriver.ReleaseAddress", {"PoolID": "ovn/10.0.0.0/24"}, "Address missing"),
+    ("NetworkDriver.CreateNetwork", {}, "NetworkID missing"),
+    ("NetworkDriver.CreateNetwork", {"NetworkID": "n1", "IPv4Data": []}, "exactly one IPv4 subnet"),
+    ("NetworkDriver.CreateNetwork", {"NetworkID": "n1", "IPv4Data": V4, "IPv6Data": [{"Pool": "fd00::/64"}]},
+     "IPv6"),
+    ("NetworkDriver.CreateNetwork", {"NetworkID": "n1", "IPv4Data": V4, "Options": {GENERIC: {"colour": "red"}}},
+     "unknown option"),
+    ("NetworkDriver.CreateNetwork", {"NetworkID": "n1", "IPv4Data": V4, "Options": {GENERIC: {"switch": "bad name!"}}},
+     "not a valid name"),
+    ("NetworkDriver.CreateNetwork", {"NetworkID": "n1", "IPv4Data": [{"Pool": "10.0.0.0/24", "Gateway": "10.9.0.1"}]},
+     "not a host address"),
+    ("NetworkDriver.CreateNetwork", {"NetworkID": "n/1", "IPv4Data": []}, "not a Docker ID"),
+    ("NetworkDriver.CreateEndpoint", {"NetworkID": "n1", "EndpointID": "e1"}, "Interface.Address missing"),
+    ("NetworkDriver.CreateEndpoint", {"NetworkID": "n1", "EndpointID": "e1",
+                                      "Interface": {"Address": "10.0.0.5/24"}}, "is not in the OVN NB"),
+    ("NetworkDriver.CreateEndpoint", {"NetworkID": "n1", "EndpointID": "e1",
+                                      "Interface": {"Address": "10.0.0.5/24", "MacAddress": "01:00:00:00:00:01"}},
+     "not a unicast MAC"),
+    ("NetworkDriver.CreateEndpoint", {"NetworkID": "n1", "EndpointID": "e1",
+                                      "Interface": {"Address": "10.0.0.5/24", "AddressIPv6": "fd00::5/64"}}, "IPv6"),
+    ("NetworkDriver.Join", {"NetworkID": "n1", "EndpointID": "e1"}, "SandboxKey missing"),
+    ("NetworkDriver.Join", {"NetworkID": "n1", "EndpointID": "e1", "SandboxKey": "/x/y"}, "not in the OVN NB"),
+    ("NetworkDriver.Leave", {"NetworkID": "n1"}, "EndpointID missing"),
+    ("NetworkDriver.DeleteEndpoint", {"EndpointID": "e1"}, "NetworkID missing"),
+    ("NetworkDriver.EndpointOperInfo", {"NetworkID": "n1"}, "EndpointID missing"),
+    ("NetworkDriver.DeleteNetwork", {"NetworkID": ["n1"]}, "not a Docker ID"),
+    ("NetworkDriver.Frobnicate", {}, "not supported"),
+]
+
+
+def test_bad_input_to_every_call_is_one_clear_error_and_writes_nothing(hosts: Lab2) -> None:
+    lab, h1 = hosts.lab, hosts.h1
+    sock = h1.driver.socket()
+    before = nb_dump(lab)
+    links = h1.links()
+    for method, body, expected in BAD_CALLS:
+        status, answer = plugin_call(sock, method, body)
+        assert status != 200, (method, body, answer)
+        err = answer["Err"]
+        assert expected in err and "\n" not in err, (method, body, err)
+    for raw in (b"{not json", b"[1, 2]"):
+        status, answer = plugin_call(sock, "NetworkDriver.CreateNetwork", raw)
+        assert status == 400 and "JSON" in answer["Err"]
+    # Through Docker: its message carries ours.
+    err = h1.fails("network", "create", "-d", "ovn", "--ipam-driver", "ovn", "--subnet",
+                   "10.60.0.0/24", "-o", "colour=red", "bad")
+    assert "unknown option(s) colour" in err
+    err = h1.fails("network", "create", "-d", "ovn", "--ipam-driver", "ovn", "--subnet",
+                   "10.60.0.0/24", "--ip-range", "10.60.0.0/25", "bad")
+    assert "--ip-range is not supported" in err
+    assert nb_dump(lab) == before
+    assert h1.links() == links
+    assert "bad" not in h1.docker("network", "ls")
