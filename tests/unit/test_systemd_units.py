@@ -63,7 +63,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("name", ["ovn-k8s-watcher", "ovn-k8s-gateway-helper"])
+@pytest.mark.parametrize("name", ["ovn-k8s-watcher", "ovn-k8s-gateway-helper", "ovn-docker-driver"])
 def test_units_are_forking_with_a_pidfile_and_restart_on_failure(name: str) -> None:
     unit = read_unit(f"{name}.service")
     service = unit["Service"]
@@ -121,3 +121,18 @@ def test_the_gateway_helper_unit_fails_clearly_until_configured(tmp_path: Path) 
     assert start.returncode == 2
     assert "the following arguments are required: --physical-bridge, --physical-interface" \
         in start.stderr
+
+
+def test_the_docker_driver_unit_fails_clearly_without_an_ovs_database(tmp_path: Path) -> None:
+    unit = read_unit("ovn-docker-driver.service")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OVN_K8S_", "OVS_"))}
+    env.update(dict(w.split("=", 1) for w in shlex.split(moved(unit["Service"]["Environment"],
+                                                               tmp_path))))
+    env.update(read_default("ovn-docker-driver.default"), OVN_K8S_CONFIG="/dev/null",
+               OVN_K8S_OVS_DB=f"unix:{tmp_path}/no.sock")
+    start = subprocess.run(exec_start(unit, env), env=env, capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert start.returncode == 1
+    lines = start.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ovn-docker-driver: error:"), start.stderr
+    assert not (tmp_path / "ovn-docker-driver.pid").exists()
