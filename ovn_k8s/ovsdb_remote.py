@@ -1,4 +1,5 @@
-"""OVSDB remotes: parsing `unix:` / `tcp:` / `ssl:` addresses, TLS file names, and a probe.
+"""OVSDB remotes: parsing `unix:` / `tcp:` / `ssl:` addresses and comma-separated lists of
+them (the members of a clustered database), TLS file names, and a probe.
 
 Shared by the NB connection (ovn_k8s.nb.connection) and the local Open_vSwitch DB
 (ovn_k8s.local_ovsdb). Light on purpose: the CNI plugin imports it on every call, so at import
@@ -9,21 +10,28 @@ python-ovs retries a dead remote forever: `probe` makes an unreachable server on
 after a short wait instead of a hang. `fetch_schema`, the first round trip of both clients, is
 bounded by a deadline: a server that accepts and never answers is one ConnectionFailed in
 time (ovsdbapp's get_schema_helper would block forever).
+
+A clustered (RAFT) database is named by a list, `tcp:a:6641,tcp:b:6641,tcp:c:6641`: python-ovs
+itself connects to the leader and follows leader changes (docs/ha.md); here the probe asks only
+that one member answer, and the schema comes from the first member that gives it.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ovn_k8s.errors import ConfigError, ConnectionFailed
 
+LOG = logging.getLogger(__name__)
 PROBE_TIMEOUT = 5.0
 
 
@@ -48,8 +56,50 @@ def parse_remote(remote: str, what: str) -> tuple[str, str, int | None]:
                       "ssl:IP:PORT)")
 
 
+def split_remotes(remotes: str, what: str) -> list[str]:
+    """The members of a comma-separated list of remotes (one remote is a list of one), each
+    checked by `parse_remote`. A piece without ':' continues the previous one, python-ovs' own
+    rule (Idl._parse_remotes), so we read a list exactly as the library will."""
+    members: list[str] = []
+    for piece in remotes.split(","):
+        if members and ":" not in piece and piece:
+            members[-1] += "," + piece
+        else:
+            members.append(piece.strip())
+    for member in members:
+        parse_remote(member, what)
+    return members
+
+
 def probe(remote: str, what: str, timeout: float = PROBE_TIMEOUT) -> None:
-    """Fail fast with one line if nothing listens at `remote`."""
+    """Fail fast with one line if nothing listens at `remote`; for a list, if no member
+    listens (each probed at once: one dead member costs nothing)."""
+    members = split_remotes(remote, what)
+    if len(members) == 1:
+        _probe_one(members[0], what, timeout)
+        return
+    with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        results = list(pool.map(lambda m: _try(lambda: _probe_one(m, what, timeout)), members))
+    if any(r is None for r in results):
+        return
+    reasons = "; ".join(f"{m}: {_why(e)}" for m, e in zip(members, results, strict=True))
+    raise ConnectionFailed(f"cannot reach the {what} at any of {remote} ({reasons})")
+
+
+def _try(fn: Callable[[], None]) -> Exception | None:
+    try:
+        fn()
+    except (ConnectionFailed, ConfigError) as e:
+        return e
+    return None
+
+
+def _why(e: Exception | None) -> str:
+    # "cannot reach the X at ADDR: REASON" -> "REASON"
+    return str(e).rsplit(": ", 1)[-1]
+
+
+def _probe_one(remote: str, what: str, timeout: float) -> None:
     proto, host, port = parse_remote(remote, what)
     try:
         if proto == "unix":
@@ -92,7 +142,27 @@ def fetch_schema(remote: str, db: str, deadline: float, what: str) -> dict[str, 
     bounded by `deadline` (a time.monotonic() value). Doubles as the probe: ConnectionFailed at
     once if nothing listens, at the deadline if the server accepts and never answers. ssl:
     remotes need python-ovs' process-wide TLS files set first; a TLS verdict the handshake
-    raises (the server's certificate not signed by our CA) is a ConfigError."""
+    raises (the server's certificate not signed by our CA) is a ConfigError.
+
+    For a list, the members are asked in turn, each within its share of the time left (a
+    silent member cannot use up the deadline); the first schema wins (every member of a
+    cluster serves the same one)."""
+    members = split_remotes(remote, what)
+    failure: ConnectionFailed | None = None
+    for i, member in enumerate(members):
+        share = (deadline - time.monotonic()) / (len(members) - i)
+        try:
+            return _fetch_schema_one(member, db, min(deadline, time.monotonic() + share), what)
+        except ConnectionFailed as e:
+            failure = e
+            LOG.info("%s: %s", what, e)
+    assert failure is not None
+    if len(members) == 1:
+        raise failure
+    raise ConnectionFailed(f"no member of the {what} {remote} gave its {db} schema (last: {failure})")
+
+
+def _fetch_schema_one(remote: str, db: str, deadline: float, what: str) -> dict[str, Any]:
     import ovs.jsonrpc
     import ovs.stream
 

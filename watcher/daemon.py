@@ -364,7 +364,7 @@ class Watcher:
         cfg = self.cfg
         if not cfg.ovn_nb:
             process.connect_nb(cfg)           # raises the standard "address not set" error
-        connection.parse_remote(cfg.ovn_nb, "--ovn-nb")
+        connection.split_remotes(cfg.ovn_nb, "--ovn-nb")
         for name in ("pod_batch_size", "annotation_workers"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(f"{config.OPTIONS[name].flag} must be at least 1")

@@ -5,6 +5,13 @@ Traps handled here (style-and-architecture.md §3):
 - V6: transactions default to check_error=False; ours always raise.
 - python-ovs retries a dead remote forever: we probe the socket first so an unreachable server is
   one clear error after a short wait, not a hang.
+- A clustered (RAFT) database is a comma-separated list of remotes. python-ovs does the rest
+  (docs/ha.md): the IDL monitors _Server, keeps only a connection to the leader
+  (`leader_only=True`; ovsdbapp passes nothing, and our OVSDB lock is per server, so every
+  watcher must meet on the leader), moves on when the leader dies or steps down, refuses a
+  member with older data than it has seen, and answers an in-flight transaction with
+  TRY_AGAIN when the connection drops, which ovsdbapp re-runs against the new leader's data
+  (our commands plan inside `run_idl`, so a commit whose reply was lost is not made twice).
 - ovsdbapp's get_schema_helper blocks forever on a server that accepts and never answers: the
   schema comes from `ovsdb_remote.fetch_schema`, a get_schema round trip bounded by `timeout`;
   ovsdbapp's Connection.timeout then bounds the first sync and every transaction. A TLS verdict
@@ -31,10 +38,11 @@ from typing import Any
 from ovn_k8s import naming
 from ovn_k8s.errors import ConfigError, ConnectionFailed
 from ovn_k8s.nb.model import IDL_INDEXES
-from ovn_k8s.ovsdb_remote import PROBE_TIMEOUT, TlsFiles, fetch_schema, parse_remote, probe
+from ovn_k8s.ovsdb_remote import PROBE_TIMEOUT, TlsFiles, fetch_schema, parse_remote, probe, split_remotes
 
 LOG = logging.getLogger(__name__)
-__all__ = ["PROBE_TIMEOUT", "TlsFiles", "parse_remote", "probe"]   # re-exported for callers
+# re-exported for callers
+__all__ = ["PROBE_TIMEOUT", "TlsFiles", "parse_remote", "probe", "split_remotes"]
 
 
 def _setup_ssl(remote: str, tls: TlsFiles, timeout: float) -> None:
@@ -51,16 +59,22 @@ def _setup_ssl(remote: str, tls: TlsFiles, timeout: float) -> None:
 
 
 def _bootstrap_ca(remote: str, tls: TlsFiles, timeout: float) -> None:
-    """Trust on first use, as the original tools did: fetch the server's CA into `cacert`."""
+    """Trust on first use, as the original tools did: fetch the server's CA into `cacert`.
+    A cluster's members are tried one by one: ovn-nbctl gives up on a list as soon as one
+    member refuses it."""
     LOG.warning("CA certificate %s does not exist: bootstrapping it from %s", tls.cacert, remote)
-    cmd = ["ovn-nbctl", f"--db={remote}", f"--private-key={tls.privkey}",
-           f"--certificate={tls.cert}", f"--bootstrap-ca-cert={tls.cacert}",
-           f"--timeout={max(1, int(timeout))}", "--no-leader-only", "get", "NB_Global", ".", "_uuid"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    # The first run only writes the CA (and fails the handshake); the second must succeed.
-    if not os.path.isfile(tls.cacert):
+    err = "no output"
+    for member in remote.split(","):
+        cmd = ["ovn-nbctl", f"--db={member}", f"--private-key={tls.privkey}",
+               f"--certificate={tls.cert}", f"--bootstrap-ca-cert={tls.cacert}",
+               f"--timeout={max(1, int(timeout))}", "--no-leader-only", "get", "NB_Global", ".",
+               "_uuid"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # The first run only writes the CA (and fails the handshake); the second must succeed.
+        if os.path.isfile(tls.cacert):
+            return
         err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ConnectionFailed(f"could not bootstrap the CA certificate from {remote}: {err}")
+    raise ConnectionFailed(f"could not bootstrap the CA certificate from {remote}: {err}")
 
 
 def _vlog_to_logging() -> None:
@@ -170,15 +184,20 @@ def _api_class(base: type) -> type:
 
 def connect(remote: str, schema: str, *, what: str, timeout: float,
             tls: TlsFiles | None = None, tables: tuple[str, ...] | None = None) -> Any:
-    """An ovsdbapp API object connected to `remote` and synced (raises ConnectionFailed)."""
+    """An ovsdbapp API object connected to `remote` and synced (raises ConnectionFailed).
+    `remote` is one address or a comma-separated list of a cluster's members (the leader is
+    used, whichever it is now and later)."""
     from ovsdbapp.backend.ovs_idl import connection
 
     deadline = time.monotonic() + timeout
-    proto, _, _ = parse_remote(remote, what)
-    if proto == "ssl":
+    members = split_remotes(remote, what)
+    remote = ",".join(members)
+    ssl = any(parse_remote(m, what)[0] == "ssl" for m in members)
+    if ssl:
         if tls is None:
             raise ConfigError(f"{what}: {remote} needs --nb-privkey, --nb-cert and --nb-cacert")
-        _setup_ssl(remote, tls, timeout)
+        # The CA is bootstrapped from the ssl: members only (one of them; a cluster shares a CA).
+        _setup_ssl(",".join(m for m in members if m.startswith("ssl:")), tls, timeout)
     probe(remote, what, timeout=min(PROBE_TIMEOUT, timeout))   # within --timeout too
     _vlog_to_logging()
     if schema == "OVN_Northbound":
@@ -189,14 +208,23 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
         raise ValueError(schema)
     try:
         helper = _schema_helper(remote, schema, what, deadline, hint=" (check the TLS key, certificate "
-                                "and CA)" if proto == "ssl" else "")
+                                "and CA)" if ssl else "")
         if tables:
             for table in tables:
                 helper.register_table(table)
         else:
             helper.register_all()
         idl_class = _idl_class() if schema == "OVN_Northbound" else connection.OvsdbIdl
-        idl = idl_class(remote, helper, leader_only=False)
+        # leader_only: python-ovs' default, said out loud (see the module docstring). The
+        # local Open_vSwitch DB is never clustered; the check passes on a standalone server.
+        idl = idl_class(remote, helper, leader_only=schema == "OVN_Northbound")
+        if len(members) > 1:
+            # NOTE(failover): python-ovs waits 1 s doubling to 8 s between connection attempts,
+            # and a member that says it is not the leader counts as a failed attempt, so after
+            # a leader dies the IDL could wait 8 s before trying the member that was elected
+            # seconds ago. Capped at 1 s (the least python-ovs allows): at most one attempt
+            # per second and member (docs/ha.md has the measured failover times).
+            idl._session.reconnect.set_backoff(1000, 1000)
         # ovsdbapp's Connection.timeout bounds the first sync (wait_for_change) and each
         # transaction's wait for its result: none of them can hang on a silent server.
         conn = connection.Connection(idl, timeout=timeout)

@@ -8,6 +8,11 @@
     <p>-<pod>    a pod: eth0 is a veth whose peer sits in the node's br-int
     <p>-out      the outside world: Linux bridge br-out; gateway nodes get an eth1 into it
 
+With `up_central(db_cluster=3)` the NB and the SB are each a RAFT cluster of three ovsdb-servers
+in <p>-central (`ovsdb-tool create-cluster` / `join-cluster`; member i has its own file, unix
+socket nb<i>.sock / sb<i>.sock and control socket, and speaks RAFT on <UL>.2:6740+i / 6750+i):
+`lab.nb` and `lab.sb` are then the comma-separated lists every client takes (docs/ha.md).
+
 Every address lives inside these namespaces; the root namespace only holds unix sockets. All
 state is under one directory (pid files, sockets, logs, the list of namespaces), so `down()`
 removes exactly what this lab made, even after a crash of the process that made it.
@@ -21,6 +26,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -34,6 +40,8 @@ SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 NB_PORT = 6641
 POD_MTU = 1400
+RAFT_PORTS = {"nb": 6740, "sb": 6750}      # + member index: each member's RAFT address
+DB_NAMES = {"nb": "OVN_Northbound", "sb": "OVN_Southbound"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +107,7 @@ class Lab:
     nodes: dict[str, Node] = field(default_factory=dict)
     pods: dict[str, Pod] = field(default_factory=dict)
     nb_remotes: list[str] = field(default_factory=list)
+    db_cluster: int = 0          # > 0: NB and SB are RAFT clusters of this many members
 
     def __post_init__(self) -> None:
         if not self.dir:
@@ -124,11 +133,33 @@ class Lab:
 
     @property
     def nb(self) -> str:
-        return f"unix:{self.central_dir}/nb.sock"
+        """The NB for clients: its unix socket, or the list of the cluster members' sockets."""
+        return self.db_remote("nb")
 
     @property
     def sb(self) -> str:
-        return f"unix:{self.central_dir}/sb.sock"
+        return self.db_remote("sb")
+
+    def db_remote(self, db: str) -> str:
+        if not self.db_cluster:
+            return f"unix:{self.central_dir}/{db}.sock"
+        return ",".join(self.member_remote(db, i) for i in self.members)
+
+    def live_remote(self, db: str) -> str:
+        """`db_remote` without the members that are down: ovn-nbctl, ovn-sbctl and
+        ovsdb-client (OVN 23.03) fail on the first member that refuses them, where python-ovs,
+        ovn-northd and ovn-controller move on to the next."""
+        if not self.db_cluster:
+            return self.db_remote(db)
+        return ",".join(self.member_remote(db, i) for i in self.members
+                        if self.member_pid(db, i) is not None)
+
+    @property
+    def members(self) -> range:
+        return range(1, self.db_cluster + 1)
+
+    def member_remote(self, db: str, i: int) -> str:
+        return f"unix:{self.central_dir}/{db}{i}.sock"
 
     @property
     def central_ip(self) -> str:
@@ -158,9 +189,11 @@ class Lab:
             run(["ip", "-n", ul, "link", "set", "br-ul", "up"])
         return ul
 
-    def up_central(self, *, nb_tcp: bool = False, nb_ssl: SslFiles | None = None) -> None:
+    def up_central(self, *, nb_tcp: bool = False, nb_ssl: SslFiles | None = None,
+                   db_cluster: int = 0) -> None:
         """NB and SB ovsdb-servers and ovn-northd in <p>-central; NB also on TCP or SSL at
-        <central_ip>:6641 when asked."""
+        <central_ip>:6641 when asked. `db_cluster` > 0: NB and SB are RAFT clusters of that
+        many members (member i's TCP/SSL NB remote is on port 6641/6642 + 10 * (i - 1))."""
         c = self.central_dir
         os.makedirs(c, exist_ok=True)
         ul = self._underlay_up()
@@ -171,36 +204,145 @@ class Lab:
         run(["ip", "-n", ns, "addr", "add", f"{self.central_ip}/24", "dev", "eth0"])
         run(["ip", "-n", ns, "link", "set", "eth0", "up"])
         self._tx_off(ns, "eth0")
-        env = {"OVS_RUNDIR": c, "OVS_DBDIR": c, "OVS_LOGDIR": c, "OVN_RUNDIR": c, "OVN_LOGDIR": c}
-        for db, schema in (("nb", NB_SCHEMA), ("sb", SB_SCHEMA)):
-            if not os.path.exists(f"{c}/{db}.db"):
-                run(["ovsdb-tool", "create", f"{c}/{db}.db", schema])
-        extra: list[str] = []
-        self.nb_remotes = [self.nb]
-        if nb_tcp:
-            extra.append(f"--remote=ptcp:{NB_PORT}:{self.central_ip}")
-            self.nb_remotes.append(f"tcp:{self.central_ip}:{NB_PORT}")
-        if nb_ssl is not None:
-            extra += [f"--remote=pssl:{NB_PORT + 1}:{self.central_ip}",
-                      f"--private-key={nb_ssl.privkey}", f"--certificate={nb_ssl.cert}",
-                      f"--ca-cert={nb_ssl.cacert}"]
-            self.nb_remotes.append(f"ssl:{self.central_ip}:{NB_PORT + 1}")
-        for db, more in (("nb", extra), ("sb", [])):
-            run(["ovsdb-server", f"{c}/{db}.db", f"--remote=punix:{c}/{db}.sock", *more,
-                 f"--pidfile={c}/{db}.pid", f"--unixctl={c}/{db}.ctl", f"--log-file={c}/{db}.log",
-                 "--detach", "--no-chdir"], netns=ns, env=env)
+        self.db_cluster = db_cluster
+        self._nb_tcp, self._nb_ssl = nb_tcp, nb_ssl
+        if db_cluster:
+            self._cluster_up()
+        else:
+            for db, schema in (("nb", NB_SCHEMA), ("sb", SB_SCHEMA)):
+                if not os.path.exists(f"{c}/{db}.db"):
+                    run(["ovsdb-tool", "create", f"{c}/{db}.db", schema])
+            self.nb_remotes = [self.nb, *self._nb_listeners(None)[1]]
+            for db in ("nb", "sb"):
+                self._start_server(db, None)
         self.nbctl("--no-wait", "init")
         run(["ovn-northd", f"--ovnnb-db={self.nb}", f"--ovnsb-db={self.sb}",
              f"--pidfile={c}/northd.pid", f"--unixctl={c}/northd.ctl", f"--log-file={c}/northd.log",
-             "--detach", "--no-chdir"], netns=ns, env=env)
+             "--detach", "--no-chdir"], netns=ns, env=self._central_env)
         self.nbctl("--wait=sb", "sync")
 
+    @property
+    def _central_env(self) -> dict[str, str]:
+        c = self.central_dir
+        return {"OVS_RUNDIR": c, "OVS_DBDIR": c, "OVS_LOGDIR": c, "OVN_RUNDIR": c, "OVN_LOGDIR": c}
+
+    def _nb_listeners(self, member: int | None) -> tuple[list[str], list[str]]:
+        """(ovsdb-server options, client remotes) of the NB's TCP and SSL listeners."""
+        offset = 10 * (member - 1) if member else 0
+        extra: list[str] = []
+        remotes: list[str] = []
+        if getattr(self, "_nb_tcp", False):
+            extra.append(f"--remote=ptcp:{NB_PORT + offset}:{self.central_ip}")
+            remotes.append(f"tcp:{self.central_ip}:{NB_PORT + offset}")
+        ssl = getattr(self, "_nb_ssl", None)
+        if ssl is not None:
+            extra += [f"--remote=pssl:{NB_PORT + 1 + offset}:{self.central_ip}",
+                      f"--private-key={ssl.privkey}", f"--certificate={ssl.cert}",
+                      f"--ca-cert={ssl.cacert}"]
+            remotes.append(f"ssl:{self.central_ip}:{NB_PORT + 1 + offset}")
+        return extra, remotes
+
+    def _start_server(self, db: str, member: int | None) -> None:
+        c = self.central_dir
+        name = f"{db}{member or ''}"
+        more = self._nb_listeners(member)[0] if db == "nb" else []
+        run(["ovsdb-server", f"{c}/{name}.db", f"--remote=punix:{c}/{name}.sock", *more,
+             f"--pidfile={c}/{name}.pid", f"--unixctl={c}/{name}.ctl", f"--log-file={c}/{name}.log",
+             "--detach", "--no-chdir"], netns=self.ns("central"), env=self._central_env)
+
+    # -- clustered databases ---------------------------------------------------------------------
+    def raft_address(self, db: str, i: int) -> str:
+        return f"tcp:{self.central_ip}:{RAFT_PORTS[db] + i}"
+
+    def _cluster_up(self) -> None:
+        c = self.central_dir
+        for db, schema in (("nb", NB_SCHEMA), ("sb", SB_SCHEMA)):
+            run(["ovsdb-tool", "create-cluster", f"{c}/{db}1.db", schema, self.raft_address(db, 1)])
+            for i in self.members[1:]:
+                run(["ovsdb-tool", "join-cluster", f"{c}/{db}{i}.db", DB_NAMES[db],
+                     self.raft_address(db, i), self.raft_address(db, 1)])
+            for i in self.members:
+                self._start_server(db, i)
+        tcp_lists: list[list[str]] = [[], []]
+        for i in self.members:
+            for k, remote in enumerate(self._nb_listeners(i)[1]):
+                tcp_lists[k].append(remote)
+        self.nb_remotes = [self.nb, *(",".join(lst) for lst in tcp_lists if lst)]
+        for db in ("nb", "sb"):
+            for i in self.members:
+                self.wait_member(db, i)
+
+    def wait_member(self, db: str, i: int, timeout: float = 30) -> None:
+        """Until member i has joined the cluster and is connected to it."""
+        run(["ovsdb-client", f"--timeout={int(timeout)}", "wait", self.member_remote(db, i),
+             DB_NAMES[db], "connected"], timeout=timeout + 5)
+
+    def member_pid(self, db: str, i: int) -> int | None:
+        pid = read_pid(f"{self.central_dir}/{db}{i}.pid")
+        return pid if pid is not None and alive(pid) else None
+
+    def cluster_role(self, db: str, i: int) -> str | None:
+        """'leader', 'follower' or 'candidate' of a running member (None: not running)."""
+        if self.member_pid(db, i) is None:
+            return None
+        proc = run(["ovs-appctl", "-t", f"{self.central_dir}/{db}{i}.ctl", "cluster/status",
+                    DB_NAMES[db]], check=False, timeout=10)
+        for line in proc.stdout.splitlines():
+            if line.startswith("Role:"):
+                return line.split(":", 1)[1].strip()
+        return None
+
+    def leader(self, db: str, timeout: float = 30) -> int:
+        """The member that is the cluster's leader now (waits for an election)."""
+        found: list[int] = []
+
+        def elected() -> bool:
+            found[:] = [i for i in self.members if self.cluster_role(db, i) == "leader"]
+            return len(found) == 1
+        wait_for(elected, timeout, f"a {db.upper()} cluster leader")
+        return found[0]
+
+    def kill_member(self, db: str, i: int, sig: int = signal.SIGKILL) -> None:
+        """Kill member i (SIGKILL: a crash, no goodbye to clients or peers)."""
+        pid = self.member_pid(db, i)
+        if pid is None:
+            return
+        os.kill(pid, sig)
+        wait_for(lambda: not alive(pid), 10, f"{db}{i} (pid {pid}) to exit")
+
+    def restart_member(self, db: str, i: int) -> None:
+        """Start member i again on its file: it rejoins the cluster and catches up."""
+        for leftover in (f"{db}{i}.pid", f"{db}{i}.sock", f"{db}{i}.ctl"):
+            try:
+                os.unlink(f"{self.central_dir}/{leftover}")
+            except FileNotFoundError:
+                pass
+        self._start_server(db, i)
+        self.wait_member(db, i)
+
     def nbctl(self, *args: str, check: bool = True) -> str:
-        proc = run(["ovn-nbctl", f"--db={self.nb}", "--timeout=30", *args], check=check)
-        return proc.stdout.strip()
+        return self._ctl("ovn-nbctl", "nb", ["--timeout=30", *args], check=check).stdout.strip()
 
     def sbctl(self, *args: str) -> str:
-        return run(["ovn-sbctl", f"--db={self.sb}", "--timeout=30", *args]).stdout.strip()
+        return self._ctl("ovn-sbctl", "sb", ["--timeout=30", *args]).stdout.strip()
+
+    def _ctl(self, prog: str, db: str, args: list[str], *, check: bool = True,
+             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """ovn-nbctl/ovn-sbctl on the live members. During an election (no leader yet) they
+        exit with "database connection failed" before sending anything, so that is retried,
+        within 30 s."""
+        deadline = time.monotonic() + 30
+        while True:
+            proc = run([prog, f"--db={self.live_remote(db)}", *args], check=False, timeout=timeout)
+            if not (self.db_cluster and proc.returncode != 0
+                    and "database connection failed" in proc.stderr
+                    and time.monotonic() < deadline):
+                break
+            time.sleep(0.1)
+        if check and proc.returncode != 0:
+            raise LabError(f"{prog} {' '.join(args)} failed ({proc.returncode}): "
+                           f"{proc.stderr.strip() or proc.stdout.strip()}")
+        return proc
 
     def wait_hv(self) -> None:
         """Return once every chassis has applied the current NB (ovn-nbctl --wait=hv)."""
@@ -277,8 +419,8 @@ class Lab:
         return pod
 
     def wait_port_up(self, lsp: str, timeout: float = 30) -> None:
-        run(["ovn-nbctl", f"--db={self.nb}", f"--timeout={int(timeout)}", "wait-until",
-             "Logical_Switch_Port", lsp, "up=true"], timeout=timeout + 5)
+        self._ctl("ovn-nbctl", "nb", [f"--timeout={int(timeout)}", "wait-until",
+                                      "Logical_Switch_Port", lsp, "up=true"], timeout=timeout + 5)
 
     # -- the outside world -------------------------------------------------------------------------
     def add_outside(self, cidr: str = "192.0.2.1/24") -> str:

@@ -5,7 +5,8 @@ internals; what remains is confined there and checked here):
 - python-ovs `Idl.notify` and `Idl.cooperative_yield`: hooks python-ovs documents for
   subclasses; we subclass ovsdbapp's IDL and override them.
 - python-ovs `Idl._session` (`is_connected`, `get_seqno`): the connection state, which python-ovs
-  exposes no other way; `Row._table.name` in notify, as ovsdbapp's own RowEvent reads it.
+  exposes no other way; `_session.reconnect.set_backoff`, the reconnect backoff of a clustered
+  NB's session (nb.connection); `Row._table.name` in notify, as ovsdbapp's own RowEvent reads it.
 - ovsdbapp `Backend(start=False, auto_index=False)`, `create_index`, `start_connection`.
 If a dependency moves outside the versions setup.py pins, the first test fails: re-check the
 rest against the new version before widening the pin.
@@ -56,6 +57,16 @@ def test_python_ovs_idl_has_the_hooks_and_session_we_use() -> None:
         assert isinstance(idl._session.get_seqno(), int)
         assert hasattr(idl, "IDL_S_MONITORING") and hasattr(idl, "state")
         assert idl.has_lock is False and idl.is_lock_contended is False
+    finally:
+        idl.close()
+    # A list of remotes (a clustered NB): one session over all of them, whose backoff we cap.
+    helper = ovs.db.idl.SchemaHelper(location=NB_SCHEMA)
+    helper.register_table("NB_Global")
+    idl = ovs.db.idl.Idl("unix:/nonexistent/nb1.sock,unix:/nonexistent/nb2.sock", helper)
+    try:
+        assert idl._session.get_num_of_remotes() == 2
+        idl._session.reconnect.set_backoff(1000, 1000)
+        assert idl._session.reconnect.get_max_backoff() == 1000
     finally:
         idl.close()
 
