@@ -45,6 +45,29 @@ class Option:
         return ENV_PREFIX + self.name.upper()
 
 
+def boolean(value: object) -> bool:
+    """A yes/no setting: true/false, yes/no, on/off, 1/0 (any case), or a bool from the file."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(value)
+
+
+def duration(value: object) -> float:
+    """Seconds: a number, or a Go-style duration as kube components take it (500ms, 15s, 2m)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip().lower()
+    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(suffix) and text[:-len(suffix)] and text[-len(suffix) - 1].isdigit():
+            return float(text[:-len(suffix)]) * scale
+    return float(text)
+
+
 OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("ovn_nb", "OVN Northbound database: unix:PATH, tcp:IP:PORT or ssl:IP:PORT "
            "(OVS external_ids:ovn-nb)", file_key="ovn_nb", ovs_key="ovn-nb", metavar="ADDR"),
@@ -113,6 +136,38 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
            file_key="pidfile", metavar="FILE"),
     Option("metrics_address", "serve /metrics and /healthz over HTTP on HOST:PORT (off when "
            "unset)", file_key="metrics_address", metavar="HOST:PORT"),
+    # -- ovn-k8s-watcher: node subnets and leader election (docs/ha.md) --------------------
+    Option("allocate_node_subnets", "give every Kubernetes Node a subnet of the cluster subnet "
+           "(annotation ovn-k8s/node-subnet, and its switch in the NB), and delete the NB rows "
+           "of Nodes removed from the cluster", default=False,
+           file_key="allocate_node_subnets", type=boolean, metavar="BOOL"),
+    Option("cluster_ip_subnet", "the cluster subnet node subnets are cut from (default: the "
+           "one master-init recorded on the cluster router)", file_key="cluster_ip_subnet",
+           metavar="CIDR"),
+    Option("node_subnet_prefix", "prefix length of each node's subnet", default=24,
+           file_key="node_subnet_prefix", type=int, metavar="LEN", bounds=(1, 29)),
+    Option("node_subnet_timeout", "seconds minion-init without --minion-switch-subnet waits "
+           "for the watcher to annotate this node with its subnet", default=120.0,
+           file_key="node_subnet_timeout", type=float, metavar="SECONDS",
+           bounds=(0.0, 86400.0)),
+    Option("leader_elect", "elect one active watcher through a coordination.k8s.io/v1 Lease; "
+           "the others stand by", default=False, file_key="leader_elect",
+           type=boolean, metavar="BOOL"),
+    Option("leader_elect_lease_duration", "seconds a standby waits after the last renewal it "
+           "saw before taking the lease over", default=15.0,
+           file_key="leader_elect_lease_duration", type=duration,
+           metavar="SECONDS", bounds=(1.0, 86400.0)),
+    Option("leader_elect_renew_deadline", "seconds the leader keeps trying to renew before it "
+           "stops writing and exits (below the lease duration)", default=10.0,
+           file_key="leader_elect_renew_deadline", type=duration,
+           metavar="SECONDS", bounds=(0.1, 86400.0)),
+    Option("leader_elect_retry_period", "seconds between two attempts to acquire or renew",
+           default=2.0, file_key="leader_elect_retry_period", type=duration,
+           metavar="SECONDS", bounds=(0.05, 86400.0)),
+    Option("leader_elect_lease_name", "name of the Lease", default="ovn-k8s-watcher",
+           file_key="leader_elect_lease_name", metavar="NAME"),
+    Option("leader_elect_lease_namespace", "namespace of the Lease", default="kube-system",
+           file_key="leader_elect_lease_namespace", metavar="NAMESPACE"),
     # -- the original's daemon keys -----------------------------------------------------------
     Option("rundir", "the daemons' run directory: pidfile and ovs-appctl control socket "
            "(default: $OVS_RUNDIR, else /var/run/openvswitch)", file_key="rundir", metavar="DIR"),
@@ -149,12 +204,14 @@ class Config:
 
 
 def add_options(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
-    """Add the flags of the named options; their argparse default is 'unset' (None)."""
+    """Add the flags of the named options; their argparse default is 'unset' (None). A yes/no
+    option's flag alone means yes (`--leader-elect`, as kube components take it)."""
     for name in names:
         opt = OPTIONS[name]
         default = f" (default: {opt.default})" if opt.default is not None else ""
+        extra: dict[str, Any] = {"nargs": "?", "const": "true"} if opt.metavar == "BOOL" else {}
         parser.add_argument(opt.flag, dest=opt.name, default=None, metavar=opt.metavar,
-                            help=f"{opt.help}{default}; env {opt.env}")
+                            help=f"{opt.help}{default}; env {opt.env}", **extra)
 
 
 def add_config_flag(parser: argparse.ArgumentParser) -> None:
@@ -236,7 +293,7 @@ def resolve(args: argparse.Namespace | Mapping[str, Any], names: Iterable[str], 
         if raw is None:
             source, raw = "default", opt.default
         shown = raw
-        if raw is not None and not isinstance(raw, opt.type):
+        if raw is not None and not (isinstance(opt.type, type) and isinstance(raw, opt.type)):
             try:
                 raw = opt.type(raw)
             except (TypeError, ValueError):

@@ -36,7 +36,8 @@ from typing import Any
 
 import tenacity
 
-from ovn_k8s import config, naming, ovs_daemon, process
+from ovn_k8s import config, ipam, naming, ovs_daemon, process
+from ovn_k8s.desired.nodes import check_prefix
 from ovn_k8s.desired.pods import SWITCH_ID_PREFIX
 from ovn_k8s.desired.services import AffinityMode, NodePortMode
 from ovn_k8s.errors import ConfigError, ConnectionFailed, OvnK8sError
@@ -48,14 +49,14 @@ from ovn_k8s.nb import connection
 from watcher.annotator import PodAnnotator
 from watcher.events import EventRecorder
 from watcher.informer import Informer
+from watcher.leader import ElectionConfig, LeaseElector
 from watcher.metrics import MetricsServer, WatcherMetrics
+from watcher.nodes import NodeController
 from watcher.pods import PodController
-from watcher.policies import PolicyController
 from watcher.service_controller import ServiceController
 
 LOG = logging.getLogger(__name__)
 PROG = "ovn-k8s-watcher"
-POLICY_PATH = "/apis/networking.k8s.io/v1/networkpolicies"
 NB_LOCK = "ovn_k8s_watcher"          # an OVSDB lock id: letters, digits and underscores
 DRAIN_TIMEOUT = 1.5
 SHUTDOWN_TIMEOUT = 3.0       # under ovs_daemon.STOP_GRACE: a stop never needs the watchdog
@@ -68,8 +69,12 @@ KUBE_OPTIONS = ("kubeconfig", "k8s_api_server", "k8s_api_token", "k8s_ca_certifi
                 "k8s_ca_certificate_data")
 WATCHER_OPTIONS = ("metrics_address", "pod_batch_size", "annotation_workers",
                    "max_retries", "resync_interval", "nodeport_mode", "affinity_mode")
-OPTIONS = (*process.GLOBAL_OPTIONS, *KUBE_OPTIONS, *WATCHER_OPTIONS, "unix_socket", "pidfile",
-           *ovs_daemon.DAEMON_OPTIONS)
+NODE_OPTIONS = ("allocate_node_subnets", "cluster_ip_subnet", "node_subnet_prefix")
+LEADER_OPTIONS = ("leader_elect", "leader_elect_lease_duration", "leader_elect_renew_deadline",
+                  "leader_elect_retry_period", "leader_elect_lease_name",
+                  "leader_elect_lease_namespace")
+OPTIONS = (*process.GLOBAL_OPTIONS, *KUBE_OPTIONS, *WATCHER_OPTIONS, *NODE_OPTIONS,
+           *LEADER_OPTIONS, "unix_socket", "pidfile", *ovs_daemon.DAEMON_OPTIONS)
 # The NB changes the controllers react to: a node switch's subnet or identity (pods), a
 # gateway router's chassis, physical IP or name (services). A switch's `ports` and other
 # link columns change with every pod and are not watched.
@@ -96,10 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_options(kube, KUBE_OPTIONS)  # type: ignore[arg-type]
     daemon = parser.add_argument_group("daemon")
     config.add_options(daemon, (*WATCHER_OPTIONS, "unix_socket"))  # type: ignore[arg-type]
-    parser.add_argument("--no-network-policy", action="store_true",
-                        help="do not program NetworkPolicies (no port groups, address "
-                             "sets or ACLs; the watcher then neither watches policies "
-                             "nor namespaces)")
+    nodes = parser.add_argument_group("node subnets (docs/ha.md)")
+    config.add_options(nodes, NODE_OPTIONS)  # type: ignore[arg-type]
+    election = parser.add_argument_group("leader election on a coordination.k8s.io/v1 Lease "
+                                         "(docs/ha.md)")
+    config.add_options(election, LEADER_OPTIONS)  # type: ignore[arg-type]
     ovs_daemon.add_args(parser, PROG)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--overlay", action="store_true",
@@ -183,8 +189,8 @@ class Watcher:
         self.informers: list[Informer] = []
         self.pods: PodController | None = None
         self.services: ServiceController | None = None
-        self.policies: PolicyController | None = None
-        self.network_policy = True           # --no-network-policy turns it off
+        self.nodes: NodeController | None = None
+        self.elector: LeaseElector | None = None
         self.serving = threading.Event()
         self.synced = threading.Event()
         self._workers: list[threading.Thread] = []
@@ -220,34 +226,48 @@ class Watcher:
             state = "serving"
         elif self.nb is None or not nb_up:
             state = "connecting"
-        elif not self.has_lock():
+        elif not self.has_lock() or (self.elector is not None and not self.elector.is_leader):
             state = "standby"
         else:
             state = "syncing"
         lines = [f"state: {state}",
                  f"synced: {'yes' if self.synced.is_set() else 'no'}",
-                 f"role: {'leader' if self.has_lock() else 'standby'} (NB lock {NB_LOCK})",
+                 f"role: {self.role()} (NB lock {NB_LOCK}: "
+                 f"{'held' if self.has_lock() else 'not held'})",
                  f"nb: {self.cfg.ovn_nb} ({'connected' if nb_up else 'not connected'})"]
+        if self.elector is not None:
+            lines.append(f"lease: {self.elector.describe()}")
         for informer in self.informers:
             lines.append(f"watch {informer.resource}: "
                          f"{'listed' if informer.synced.is_set() else 'not listed yet'}")
         if self.pods is not None:
             lines.append(f"pods: {len(self.pods.store)} (queued {len(self.pods.queue)})")
+        if self.nodes is not None:
+            lines.append(f"nodes: {len(self.nodes.store)} (queued {len(self.nodes.queue)}, "
+                         f"cleaned {self.nodes.deleted})")
         if self.services is not None:
             svc = self.services
             lines.append(f"services: {len(svc.services)} (queued {len(svc.queue)})")
             lines.append(f"endpointslices: {len(svc.slices)}" if svc.use_slices
                          else f"endpoints: {len(svc.endpoints)}")
-        if self.policies is not None:
-            lines.append(f"networkpolicies: {len(self.policies.policies)} "
-                         f"(queued {len(self.policies.queue)})")
         if self._fatal:
             lines.append(f"failed: {self._fatal}")
         return "\n".join(lines) + "\n"
 
+    def role(self) -> str:
+        """leader, standby or lost: the Lease's verdict with --leader-elect, else the NB
+        lock's."""
+        if self.elector is not None:
+            if self.elector.lost:
+                return "lost"
+            return "leader" if self.elector.is_leader and self.has_lock() else "standby"
+        return "leader" if self.has_lock() else "standby"
+
     def ready(self) -> tuple[bool, str]:
         if self.synced.is_set():
-            return True, "ok"
+            return True, f"ok: {self.role()}"
+        if self.elector is not None and not self.elector.is_leader:
+            return False, f"{self.role()}: {self.elector.describe()}"
         if self.nb is not None and not self.has_lock():
             return False, "standby: another watcher holds the NB lock"
         return False, "syncing"
@@ -277,21 +297,23 @@ class Watcher:
         return None
 
     def _setup_nb(self, nb: Any) -> None:
-        pods, services = self.pods, self.services
+        pods, services, nodes = self.pods, self.services, self.nodes
         gateway_prefix = naming.owner_gateway("")
-        policies = self.policies
 
         def on_change(change: connection.RowChange) -> None:
             if change.table == "Logical_Switch":
                 if change.id.startswith(SWITCH_ID_PREFIX) and pods is not None:
                     pods.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
-                if change.id.startswith(SWITCH_ID_PREFIX) and policies is not None:
-                    policies.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
+                if change.id.startswith(SWITCH_ID_PREFIX) and nodes is not None:
+                    nodes.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
             elif services is not None and change.owner.startswith(gateway_prefix):
                 services.on_gateways_changed()
 
         connection.watch_rows(nb, NB_WATCH, on_change)
-        connection.set_lock(nb, NB_LOCK)
+        if self.elector is None:
+            # With --leader-elect the lock is asked for once the Lease is ours: a standby
+            # holding it would keep the Lease's leader from ever writing.
+            connection.set_lock(nb, NB_LOCK)
 
     def _start_informers(self, kube: KubeClient) -> None:
         assert self.pods is not None and self.services is not None
@@ -304,17 +326,8 @@ class Watcher:
                             svc.on_slice_event))
         else:
             watches.append(("endpoints", resource_path("endpoints"), svc.on_endpoints_event))
-        if self.policies is not None:
-            # One pod watch for both controllers; policies also need namespaces' labels.
-            policies, pod_handler = self.policies, watches[0][2]
-
-            def on_pod(ev: Any) -> None:
-                pod_handler(ev)
-                policies.on_pod_event(ev)
-            watches[0] = ("pods", watches[0][1], on_pod)
-            watches.append(("networkpolicies", POLICY_PATH, policies.on_policy_event))
-            watches.append(("namespaces", resource_path("namespaces"),
-                            policies.on_namespace_event))
+        if self.nodes is not None:
+            watches.append(("nodes", resource_path("nodes"), self.nodes.on_event))
         for name, path, handler in watches:
             self.informers.append(Informer(name, kube, path, handler=handler, stop=self.stop,
                                            metrics=self.metrics).start())
@@ -364,15 +377,69 @@ class Watcher:
         cfg = self.cfg
         if not cfg.ovn_nb:
             process.connect_nb(cfg)           # raises the standard "address not set" error
-        connection.split_remotes(cfg.ovn_nb, "--ovn-nb")
+        connection.parse_remote(cfg.ovn_nb, "--ovn-nb")
         for name in ("pod_batch_size", "annotation_workers"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(f"{config.OPTIONS[name].flag} must be at least 1")
+        if cfg.cluster_ip_subnet:
+            cluster = ipam.parse_cidr(cfg.cluster_ip_subnet, "--cluster-ip-subnet")
+            check_prefix(cluster, cfg.node_subnet_prefix)
+        if cfg.leader_elect:
+            self._election_config().check()
         for name, enum in (("nodeport_mode", NodePortMode), ("affinity_mode", AffinityMode)):
             if getattr(cfg, name) not in {m.value for m in enum}:
                 raise ConfigError(f"{config.OPTIONS[name].flag}: {getattr(cfg, name)!r} is not "
                                   f"one of {', '.join(m.value for m in enum)}")
         return kube_params(cfg)
+
+    def _election_config(self) -> ElectionConfig:
+        cfg = self.cfg
+        return ElectionConfig(name=cfg.leader_elect_lease_name,
+                              namespace=cfg.leader_elect_lease_namespace,
+                              lease_duration=cfg.leader_elect_lease_duration,
+                              renew_deadline=cfg.leader_elect_renew_deadline,
+                              retry_period=cfg.leader_elect_retry_period)
+
+    def _start_election(self, params: Any) -> None:
+        """Campaign for the Lease on a client of its own, whose requests time out well inside
+        the renew deadline (the watchdog fences regardless)."""
+        election = self._election_config()
+        request_timeout = max(0.2, min(election.renew_deadline / 2, self.cfg.timeout))
+        self._election_client = KubeClient(params, timeout=request_timeout,
+                                           connect_timeout=request_timeout,
+                                           user_agent=f"{PROG}/leader-election", pool_size=2)
+        self.elector = LeaseElector(self._election_client, election, on_lost=self._fence)
+        LOG.info("leader election: campaigning for the Lease %s/%s as %s (lease %gs, renew "
+                 "deadline %gs, retry %gs)", election.namespace, election.name,
+                 self.elector.identity, election.lease_duration, election.renew_deadline,
+                 election.retry_period)
+        self.elector.start()
+
+    def _fence(self, why: str) -> None:
+        """The Lease is lost: stop writing at once and exit 1. The work queues stop handing
+        out keys now; a batch already in hand may still commit, so the process ends for good
+        halfway through the gap between the renew deadline and the lease duration, before any
+        standby can take the Lease."""
+        self._fatal = f"leader election: {why}; stopped writing"
+        self.metrics.leader.set(0)
+        for controller in self._controllers():
+            controller.shutdown()
+        self.stop.set()
+        election = self._election_config()
+        grace = max(0.05, (election.lease_duration - election.renew_deadline) / 2)
+
+        def hard_exit() -> None:
+            LOG.error("leader election: not stopped %.2fs after losing the Lease: exiting now",
+                      grace)
+            logging.shutdown()
+            os._exit(1)
+
+        timer = threading.Timer(grace, hard_exit)
+        timer.daemon = True
+        timer.start()
+
+    def _controllers(self) -> list[Any]:
+        return [c for c in (self.pods, self.services, self.nodes) if c is not None]
 
     def run(self, params: Any) -> int:
         try:
@@ -392,6 +459,8 @@ class Watcher:
         recorder = EventRecorder(self.kube)
         self._recorder = recorder
         self._annotator = annotator
+        if cfg.leader_elect:
+            self._start_election(params)
         # The informers list while the NB connection downloads the NB: both take seconds at
         # 10k pods, and neither needs the other until the sync.
         use_slices = self._slices_served(self.kube)
@@ -406,24 +475,34 @@ class Watcher:
                                           max_retries=cfg.max_retries, timeout=cfg.timeout,
                                           nodeport_mode=cfg.nodeport_mode,
                                           affinity_mode=cfg.affinity_mode)
-        if self.network_policy:
-            self.policies = PolicyController(nb=None, metrics=self.metrics, recorder=recorder,
-                                             batch_size=cfg.pod_batch_size,
-                                             max_retries=cfg.max_retries,
-                                             timeout=cfg.timeout)
+        if cfg.allocate_node_subnets:
+            self.nodes = NodeController(nb=None, kube=self.kube, metrics=self.metrics,
+                                        recorder=recorder, cluster_subnet=cfg.cluster_ip_subnet,
+                                        prefix=cfg.node_subnet_prefix,
+                                        max_retries=cfg.max_retries, timeout=cfg.timeout)
         self._start_informers(self.kube)
         self.nb = self._retry(f"NB {cfg.ovn_nb}", lambda: process.connect_nb(cfg))
         if self.nb is None:
             return self._exit_status()
         self.pods.nb = self.nb
         self.services.attach_nb(self.nb)
-        if self.policies is not None:
-            self.policies.attach_nb(self.nb)
+        if self.nodes is not None:
+            self.nodes.nb = self.nb
         self._setup_nb(self.nb)
         if not self._wait("the first list of every watched resource",
                           lambda: all(i.synced.is_set() for i in self.informers)):
             return self._exit_status()
         nb = self.nb
+        elector = self.elector
+        if elector is not None:
+            if not elector.is_leader:
+                LOG.info("standby: %s", elector.describe())
+            if not self._wait("the Lease", lambda: elector.is_leader or elector.lost):
+                return self._exit_status()
+            if elector.lost:
+                return self._exit_status()
+            # The second fence: a fenced leader's NB connection holds the lock until it exits.
+            connection.set_lock(nb, NB_LOCK)
         self._wait("the NB's answer to the lock request", lambda: any(connection.lock_state(nb)))
         if not self.has_lock():
             LOG.warning("standby: another %s holds the NB lock %s; waiting for it", PROG,
@@ -433,24 +512,21 @@ class Watcher:
         self.metrics.leader.set(1)
         LOG.info("holding the NB lock %s: syncing", NB_LOCK)
         t0 = time.monotonic()
+        if self.nodes is not None:
+            self.nodes.sync()
         self.pods.sync()
         self.services.sync()
-        if self.policies is not None:
-            self.policies.sync()
         self.serving.set()
-        pods, services = self.pods, self.services
+        pods, services, nodes = self.pods, self.services, self.nodes
         self._start_worker("pods", lambda: pods.run(self.stop,
                                                     resync_interval=cfg.resync_interval))
         self._start_worker("services", lambda: services.run(
             self.stop, resync_interval=cfg.resync_interval))
-        policies = self.policies
-        if policies is not None:
-            self._start_worker("networkpolicies", lambda: policies.run(
-                self.stop, resync_interval=cfg.resync_interval))
-            self._wait("the initial policies to be programmed",
-                       lambda: policies.queue.wait_idle(0))
+        if nodes is not None:
+            self._start_worker("nodes", lambda: nodes.run(self.stop))
         self._wait("the initial objects to be reconciled",
-                   lambda: pods.queue.wait_idle(0) and services.queue.wait_idle(0))
+                   lambda: pods.queue.wait_idle(0) and services.queue.wait_idle(0)
+                   and (nodes is None or nodes.queue.wait_idle(0)))
         if not self.stop.is_set():
             self.synced.set()
             LOG.info("Initialization complete: serving (sync %.2fs)", time.monotonic() - t0)
@@ -473,8 +549,6 @@ class Watcher:
                 LOG.info("NB connection re-established; re-reading the NB")
                 for controller in (self.pods, self.services):
                     controller.request_reload()
-                if self.policies is not None:
-                    self.policies.request_reload()
             self.stop.wait(0.2)
         return self._exit_status()
 
@@ -492,7 +566,7 @@ class Watcher:
             informer.join(timeout=left(1.0))
         deadline = time.monotonic() + left(DRAIN_TIMEOUT)
         drained = True
-        for controller in (self.pods, self.services):
+        for controller in (self.pods, self.services, self.nodes):
             if controller is None:
                 continue
             if self.serving.is_set() and not self._fatal:
@@ -501,13 +575,6 @@ class Watcher:
                     LOG.warning("shutdown: %s work still queued after %.1fs; dropped",
                                 type(controller).__name__, DRAIN_TIMEOUT)
             controller.shutdown()
-        if self.policies is not None:
-            if self.serving.is_set() and not self._fatal and \
-                    not self.policies.drain(max(0.0, deadline - time.monotonic())):
-                drained = False
-                LOG.warning("shutdown: network policy work still queued after %.1fs; "
-                            "dropped", DRAIN_TIMEOUT)
-            self.policies.shutdown()
         for thread in self._workers:
             # Undrained work: a worker is likely stuck waiting for the NB; give it less.
             thread.join(timeout=left() if drained else left(0.5))
@@ -518,7 +585,7 @@ class Watcher:
         if stuck:
             LOG.warning("shutdown: a worker is still waiting for the NB; not waiting for it")
         else:
-            for controller in (self.pods, self.services):
+            for controller in (self.pods, self.services, self.nodes):
                 if controller is not None:
                     controller.close()
         recorder = getattr(self, "_recorder", None)
@@ -526,7 +593,11 @@ class Watcher:
             recorder.close(timeout=left(2.0))
         if self.nb is not None and not stuck:
             connection.disconnect(self.nb)
-        for client in (self.kube, getattr(self, "_annotator", None)):
+        if self.elector is not None:
+            # Nothing writes any more: hand the Lease over at once (not after a lease duration).
+            self.elector.stop(release=not stuck and not self.elector.lost)
+        for client in (self.kube, getattr(self, "_annotator", None),
+                       getattr(self, "_election_client", None)):
             if client is not None:
                 client.close()
         if self._metrics_server is not None:
@@ -553,7 +624,6 @@ def serve(args: argparse.Namespace) -> int:
     daemon.start()                             # --detach/--monitor fork here
     try:
         watcher = Watcher(resolve(args))
-        watcher.network_policy = not args.no_network_policy
         holder.append(watcher)
         if daemon.stopping.is_set():
             return 0
