@@ -7,6 +7,13 @@ process (sandbox.podserver, answering the pod's name) and reports the pod Runnin
 and Ready with its IP. When the pod is deleted it stops the process, runs CNI DEL and deletes
 the namespace. State survives an agent restart: one record per pod under <lab>/pods/<node>/.
 
+On the real control plane (kube-apiserver, kube-scheduler, kube-controller-manager) it also does
+what a kubelet does toward the API: it registers its Node (Ready, capacity, addresses), keeps it
+alive with heartbeats (its Lease in kube-node-lease every 10 s, the Node's status every 60 s) so
+the node-lifecycle controller lifts the not-ready taint and the scheduler binds pods to it, and
+confirms a pod's deletion (grace period 0, the pod's UID as precondition) once the pod's network
+is torn down, so a deleted pod does not stay Terminating.
+
     python -m sandbox.agent STATE_DIR NODE
 """
 
@@ -24,11 +31,45 @@ from typing import Any
 from sandbox import loop
 from sandbox.api import ApiError
 from sandbox.lab.proc import netns_exists, stop_pidfile
-from sandbox.state import State
+from sandbox.state import State, node_subnet
 
 LOG = logging.getLogger("sandbox-agent")
 PLUGIN = "ovn-k8s-cni-overlay"
 DEFAULT_PORT = 8080
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_SECONDS = 40          # the kubelet's defaults: a 40 s lease renewed every 10 s
+RENEW_EVERY = 10.0
+STATUS_EVERY = 60.0         # the Node's status (lastHeartbeatTime); the lease is the liveness signal
+VERSION = "ovn-k8s-sandbox"
+
+
+def now(micro: bool = False) -> str:
+    """An RFC 3339 time in UTC; `micro` for MicroTime fields (a Lease's renewTime)."""
+    t = time.time()
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+    return text + (f".{int(t % 1 * 1e6):06d}Z" if micro else "Z")
+
+
+def node_object(state: State, name: str, ready_since: str | None = None) -> dict[str, Any]:
+    """The Node a kubelet registers: Ready, capacity for 110 pods, the node's encap IP."""
+    index = state.nodes.index(name) + 1
+    stamp = now()
+    resources = {"cpu": "2", "memory": "4Gi", "pods": "110", "ephemeral-storage": "10Gi"}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                                  "kubernetes.io/arch": "amd64"}},
+            "spec": {"podCIDR": node_subnet(index)},
+            "status": {"addresses": [{"type": "InternalIP", "address": state.encap_ips[name]},
+                                     {"type": "Hostname", "address": name}],
+                       "capacity": resources, "allocatable": resources,
+                       "nodeInfo": {"kubeletVersion": VERSION, "operatingSystem": "linux",
+                                    "architecture": "amd64", "containerRuntimeVersion": VERSION,
+                                    "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "",
+                                    "osImage": "", "kubeProxyVersion": ""},
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                       "message": "ovn-k8s-sandbox agent is posting ready status",
+                                       "lastHeartbeatTime": stamp,
+                                       "lastTransitionTime": ready_since or stamp}]}}
 
 
 def pod_port(pod: dict[str, Any]) -> int:
@@ -37,6 +78,21 @@ def pod_port(pod: dict[str, Any]) -> int:
             if p.get("containerPort"):
                 return int(p["containerPort"])
     return DEFAULT_PORT
+
+
+def running_status(pod: dict[str, Any], rec: dict[str, Any], host_ip: str) -> dict[str, Any]:
+    """The status a kubelet posts once the pod's containers run: phase, IPs, conditions and a
+    status per container (kubectl's READY and STATUS columns come from those)."""
+    stamp = now()
+    containers = (pod.get("spec") or {}).get("containers") or []
+    return {"phase": "Running", "podIP": rec["ip"], "podIPs": [{"ip": rec["ip"]}],
+            "hostIP": host_ip, "hostIPs": [{"ip": host_ip}], "startTime": stamp,
+            "conditions": [{"type": t, "status": "True", "lastTransitionTime": stamp}
+                           for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+            "containerStatuses": [{"name": c.get("name", "web"), "image": c.get("image", ""), "imageID": "",
+                                   "containerID": f"sandbox://{rec['container']}", "ready": True,
+                                   "started": True, "restartCount": 0,
+                                   "state": {"running": {"startedAt": stamp}}} for c in containers]}
 
 
 class Agent:
@@ -51,6 +107,53 @@ class Agent:
         self.busy: set[str] = set()
         self.failed_at: dict[str, float] = {}
         self.lock = threading.Lock()
+        # Kubelet duties, on the real control plane only (the embedded one has the sandbox's
+        # own scheduler, which needs no heartbeats; cluster.up registers the Nodes there).
+        self.kubelet = state.real
+        self.registered = False
+        self.ready_since = now()
+        self.renewed_at = float("-inf")
+        self.status_at = float("-inf")
+
+    # -- the kubelet's node duties ---------------------------------------------------------------
+    def register(self) -> None:
+        """Create our Node; a restarted agent finds it and posts its status instead."""
+        node = node_object(self.state, self.node, self.ready_since)
+        try:
+            self.api.create("nodes", node)
+            LOG.info("registered node %s", self.node)
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+            self.api.patch("nodes", self.node, {"status": node["status"]}, subresource="status")
+            LOG.info("node %s already registered; status posted", self.node)
+        self.registered = True
+        self.status_at = time.monotonic()
+
+    def heartbeat(self) -> None:
+        """Renew the node's Lease (create it on first use) and, less often, post its status."""
+        t = time.monotonic()
+        if t - self.renewed_at >= RENEW_EVERY:
+            try:
+                self.api.patch("leases", self.node, {"spec": {"renewTime": now(micro=True)}},
+                               namespace=LEASE_NAMESPACE)
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+                node = self.api.get("nodes", self.node) or {}
+                owner = [{"apiVersion": "v1", "kind": "Node", "name": self.node,
+                          "uid": node.get("metadata", {}).get("uid", "")}] if node else []
+                self.api.create("leases", {
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": self.node, "namespace": LEASE_NAMESPACE, "ownerReferences": owner},
+                    "spec": {"holderIdentity": self.node, "leaseDurationSeconds": LEASE_SECONDS,
+                             "renewTime": now(micro=True)}}, namespace=LEASE_NAMESPACE)
+            self.renewed_at = t
+        if t - self.status_at >= STATUS_EVERY:
+            status = node_object(self.state, self.node, self.ready_since)["status"]
+            self.api.patch("nodes", self.node, {"status": {"conditions": status["conditions"]}},
+                           subresource="status")
+            self.status_at = t
 
     # -- records -------------------------------------------------------------------------------
     def records(self) -> dict[str, dict[str, Any]]:
@@ -127,13 +230,8 @@ class Agent:
                 if child.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"pod process did not start; see {base}.log")
                 time.sleep(0.02)
-            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            self.api.patch("pods", meta["name"], {"status": {
-                "phase": "Running", "podIP": rec["ip"], "podIPs": [{"ip": rec["ip"]}],
-                "hostIP": self.state.encap_ips.get(self.node), "startTime": now,
-                "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
-                               for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}},
-                namespace=meta["namespace"], subresource="status")
+            self.api.patch("pods", meta["name"], {"status": running_status(pod, rec, self.state.encap_ips[self.node])},
+                           namespace=meta["namespace"], subresource="status")
             LOG.info("pod %s up: %s in %.2fs", key, rec["ip"], time.monotonic() - t0)
         except Exception as exc:  # noqa: BLE001 - one pod's failure must not stop the agent
             LOG.error("pod %s: %s", key, exc)
@@ -161,9 +259,27 @@ class Agent:
                 pass
         LOG.info("pod %s removed", rec["key"])
 
+    def terminate(self, job: tuple[dict[str, Any] | None, dict[str, Any]]) -> None:
+        """A pod being deleted (deletionTimestamp set): tear down its process and network, then
+        confirm the deletion as a kubelet does (grace period 0; the UID guards a pod re-created
+        under the same name meanwhile)."""
+        rec, pod = job
+        if rec is not None:
+            self.stop_pod(rec)
+        meta = pod["metadata"]
+        try:
+            self.api.delete("pods", meta["name"], meta["namespace"],
+                            {"gracePeriodSeconds": 0, "preconditions": {"uid": meta.get("uid")}})
+            LOG.info("pod %s/%s deletion confirmed", meta["namespace"], meta["name"])
+        except ApiError as exc:
+            if exc.code != 409:      # 409: another pod of that name by now
+                raise
+
     def _run(self, key: str, fn: Any, arg: Any) -> None:
         try:
             fn(arg)
+        except Exception as exc:  # noqa: BLE001 - logged; the next sync tries again
+            LOG.error("pod %s: %s", key, exc)
         finally:
             with self.lock:
                 self.busy.discard(key)
@@ -176,15 +292,29 @@ class Agent:
         threading.Thread(target=self._run, args=(key, fn, arg), daemon=True).start()
 
     def sync_once(self) -> None:
+        if self.kubelet:
+            if not self.registered:
+                self.register()
+            self.heartbeat()
         pods = self.api.list("pods", fieldSelector=f"spec.nodeName={self.node}")
-        want = {}
+        want, deleting = {}, {}
         for pod in pods:
             meta = pod["metadata"]
+            key = f"{meta['namespace']}/{meta['name']}"
+            if meta.get("deletionTimestamp"):
+                deleting[key] = pod
+                continue
             phase = (pod.get("status") or {}).get("phase")
             if phase in ("Succeeded", "Failed"):
                 continue
-            want[f"{meta['namespace']}/{meta['name']}"] = pod
+            want[key] = pod
         have = self.records()
+        for key, pod in deleting.items():
+            rec = have.pop(key, None)
+            if rec is not None and rec["uid"] != pod["metadata"].get("uid", ""):
+                self.spawn(key, self.stop_pod, rec)      # an older pod of that name first
+            else:
+                self.spawn(key, self.terminate, (rec, pod))
         for key, rec in have.items():
             pod = want.get(key)
             if pod is None or pod["metadata"].get("uid", "") != rec["uid"]:

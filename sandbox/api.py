@@ -9,7 +9,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-CORE = {"pods", "services", "endpoints", "namespaces", "nodes", "events"}
+CORE = {"pods", "services", "endpoints", "namespaces", "nodes", "events", "serviceaccounts"}
+GROUPS = {"deployments": "/apis/apps/v1", "replicasets": "/apis/apps/v1",
+          "leases": "/apis/coordination.k8s.io/v1", "endpointslices": "/apis/discovery.k8s.io/v1"}
 CLUSTER_SCOPED = {"nodes", "namespaces"}
 
 
@@ -30,7 +32,7 @@ class Api:
         self.context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
 
     def path(self, resource: str, namespace: str | None = None, name: str | None = None) -> str:
-        base = "/api/v1" if resource in CORE else "/apis/discovery.k8s.io/v1"
+        base = "/api/v1" if resource in CORE else GROUPS[resource]
         ns = f"/namespaces/{namespace}" if namespace and resource not in CLUSTER_SCOPED else ""
         return f"{base}{ns}/{resource}" + (f"/{name}" if name else "")
 
@@ -77,9 +79,13 @@ class Api:
         path = self.path(resource, namespace, name) + (f"/{subresource}" if subresource else "")
         return self.request("PATCH", path, patch, "application/merge-patch+json")
 
-    def delete(self, resource: str, name: str, namespace: str | None = None) -> bool:
+    def delete(self, resource: str, name: str, namespace: str | None = None,
+               options: dict[str, Any] | None = None) -> bool:
+        """DELETE, with DeleteOptions (e.g. gracePeriodSeconds, preconditions) when given.
+        False if it was not there."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", **options} if options else None
         try:
-            self.request("DELETE", self.path(resource, namespace, name))
+            self.request("DELETE", self.path(resource, namespace, name), body)
             return True
         except ApiError as exc:
             if exc.code == 404:

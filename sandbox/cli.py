@@ -3,13 +3,19 @@
   up [--nodes N]        start it (idempotent)          status   what runs where
   apply -f FILE         create/update objects          delete -f FILE | delete KIND NAME
   demo [--keep]         up, deploy, check with real packets, down (unless --keep)
+  kubectl ARGS...       kubectl (the assets') with the sandbox's kubeconfig
   down                  remove everything it made (also after a crash)
+
+  up and demo take --control-plane real|embedded: real is etcd + kube-apiserver +
+  kube-controller-manager + kube-scheduler from the envtest assets ($KUBEBUILDER_ASSETS or
+  <repo>/.k8s-assets), the default when they are found; embedded is the project's own API server.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -18,7 +24,7 @@ from sandbox.state import DEFAULT_DIR, ENV_DIR, state_dir
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    cluster.up(args.dir, nodes=args.nodes)
+    cluster.up(args.dir, nodes=args.nodes, control_plane=args.control_plane)
     return 0
 
 
@@ -51,7 +57,29 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sandbox import demo
 
-    return demo.main(args.dir, nodes=args.nodes, keep=args.keep)
+    return demo.main(args.dir, nodes=args.nodes, keep=args.keep, control_plane=args.control_plane)
+
+
+def cmd_kubectl(args: argparse.Namespace) -> int:
+    from sandbox import real_control_plane
+
+    if not os.path.exists(f"{args.dir}/kubeconfig"):
+        print(f"ovn-k8s-sandbox: no sandbox in {args.dir} (start one with: ovn-k8s-sandbox up)", file=sys.stderr)
+        return 1
+    kubectl = real_control_plane.kubectl() or shutil.which("kubectl")
+    if kubectl is None:
+        print("ovn-k8s-sandbox: no kubectl: none in the assets ($KUBEBUILDER_ASSETS, .k8s-assets) or PATH",
+              file=sys.stderr)
+        return 1
+    os.execv(kubectl, [kubectl, f"--kubeconfig={args.dir}/kubeconfig", *args.args])
+    return 1   # not reached
+
+
+def _control_plane_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--control-plane", choices=cluster.CONTROL_PLANES,
+                   help="real (etcd, kube-apiserver, kube-controller-manager, kube-scheduler; the default when "
+                        "their assets are found) or embedded (the project's API server); a running sandbox "
+                        "on the other one is rebuilt")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="start the sandbox (does nothing if it already runs)")
     p.add_argument("--nodes", type=int, help="number of nodes (default 2; a running sandbox with "
                                               "another number is rebuilt)")
+    _control_plane_flag(p)
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="remove every namespace, link, daemon and file of the sandbox")
     p.set_defaults(func=cmd_down)
@@ -82,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "traffic with PASS/FAIL marks")
     p.add_argument("--nodes", type=int, help="number of nodes (default 2, or the running sandbox's)")
     p.add_argument("--keep", action="store_true", help="leave the sandbox up afterwards")
+    _control_plane_flag(p)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("kubectl", help="run kubectl (the assets', else PATH's) with the sandbox's kubeconfig",
+                       prefix_chars="\0")   # every argument is kubectl's, flags included
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    p.set_defaults(func=cmd_kubectl)
     return parser
 
 

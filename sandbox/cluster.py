@@ -1,10 +1,12 @@
 """Bring the sandbox up, tear it down, and describe it.
 
 up: the lab (central NB/SB/northd, N nodes with userspace OVS + ovn-controller, an outside
-network on node1's eth1), the API server (its own process on 127.0.0.1) and a forwarder that
-exposes it at <central_ip>:6443 inside the lab, ovn-k8s-overlay master-init / minion-init /
-gateway-init, Node objects, ovn-k8s-watcher, the scheduler + endpoints controller, one agent per
-node, and an HTTP server in the outside namespace (to see SNAT).
+network on node1's eth1), the control plane on 127.0.0.1 and a forwarder that exposes the API
+server at <central_ip>:6443 inside the lab, ovn-k8s-overlay master-init / minion-init /
+gateway-init, ovn-k8s-watcher, one agent per node, and an HTTP server in the outside namespace
+(to see SNAT). The control plane is either real (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler; the agents register the Nodes and keep their heartbeats) or embedded (our API
+server, plus the sandbox's scheduler + endpoints controller; Node objects made here).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,10 +28,12 @@ from sandbox.lab.proc import alive, read_pid, stop_pidfile
 from sandbox.state import (
     API_PORT_IN_LAB,
     CLUSTER,
+    EMBEDDED,
     GATEWAY_IP,
     HOST_SERVICE_PORT,
     OUTSIDE_IP,
     OUTSIDE_PORT,
+    REAL,
     SERVICE_RANGE,
     SHARED_GATEWAY_IP,
     State,
@@ -43,7 +48,9 @@ from sandbox.state import (
 Out = Callable[[str], None]
 # Our own daemons, stopped first on down (before the lab's OVS/OVN daemons and the pods).
 SANDBOX_DAEMONS = ("agent-*", "controllers", "gateway-helper-*", "watcher", "forwarder", "kubeapi",
+                   "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd",
                    "outside-http", "host-http-*")
+CONTROL_PLANES = (REAL, EMBEDDED)
 
 
 def exe(name: str) -> str:
@@ -70,9 +77,20 @@ def healthy(state: State) -> list[str]:
     return [name for name, pidfile in daemons(state) if not daemon_alive(pidfile)]
 
 
-def up(directory: str, nodes: int | None = None, out: Out = print) -> State:
-    """Start the sandbox with `nodes` nodes (default 2). A running, healthy sandbox is left as it
-    is when `nodes` is None or matches; one with a dead daemon is rebuilt."""
+def default_control_plane() -> str:
+    """real when the assets for it are found (KUBEBUILDER_ASSETS, <repo>/.k8s-assets), else embedded."""
+    from sandbox import real_control_plane
+
+    return REAL if real_control_plane.unavailable() is None else EMBEDDED
+
+
+def up(directory: str, nodes: int | None = None, out: Out = print, control_plane: str | None = None) -> State:
+    """Start the sandbox with `nodes` nodes (default 2) on `control_plane` (real or embedded;
+    default: the running sandbox's, else default_control_plane()). A running, healthy sandbox
+    is left as it is when `nodes` and `control_plane` are None or match; one with a dead
+    daemon is rebuilt."""
+    if control_plane is not None and control_plane not in CONTROL_PLANES:
+        raise SandboxError(f"--control-plane must be one of {', '.join(CONTROL_PLANES)}")
     state = State.load(directory)
     if state is not None:
         dead = healthy(state)
@@ -80,18 +98,33 @@ def up(directory: str, nodes: int | None = None, out: Out = print) -> State:
             nodes = len(state.nodes) or 2
         if not state.complete:
             dead = dead or ["(an earlier 'up' did not finish)"]
-        if not dead and len(state.nodes) == nodes:
-            out(f"sandbox already up in {directory} ({len(state.nodes)} nodes)")
+        same_plane = control_plane in (None, state.control_plane)
+        if not dead and len(state.nodes) == nodes and same_plane:
+            out(f"sandbox already up in {directory} ({len(state.nodes)} nodes, {state.control_plane} control plane)")
             return state
-        why = f"daemons not running: {', '.join(dead)}" if dead else f"{len(state.nodes)} nodes, asked for {nodes}"
+        if dead:
+            why = f"daemons not running: {', '.join(dead)}"
+        elif not same_plane:
+            why = f"{state.control_plane} control plane, asked for {control_plane}"
+        else:
+            why = f"{len(state.nodes)} nodes, asked for {nodes}"
+        control_plane = control_plane or state.control_plane
         out(f"sandbox in {directory} is not as asked ({why}): rebuilding it")
         down(directory, out=lambda _s: None)
     elif os.path.exists(f"{directory}/lab"):
         down(directory, out=lambda _s: None)   # leftovers of a crashed 'up'
-    return _build(directory, nodes or 2, out)
+    control_plane = control_plane or default_control_plane()
+    if control_plane == REAL:
+        from sandbox import real_control_plane
+
+        reason = real_control_plane.unavailable()
+        if reason:
+            raise SandboxError(f"no real control plane: {reason}; set KUBEBUILDER_ASSETS or use "
+                               f"--control-plane {EMBEDDED}")
+    return _build(directory, nodes or 2, out, control_plane)
 
 
-def _build(directory: str, nodes: int, out: Out) -> State:
+def _build(directory: str, nodes: int, out: Out, control_plane: str = EMBEDDED) -> State:
     t0 = time.monotonic()
 
     def step(text: str) -> None:
@@ -101,7 +134,8 @@ def _build(directory: str, nodes: int, out: Out) -> State:
         raise SandboxError("--nodes must be between 1 and 200")
     os.makedirs(directory, mode=0o700, exist_ok=True)
     prefix = prefix_for(directory)
-    state = State(dir=directory, prefix=prefix, token=secrets.token_hex(16), created=time.time())
+    state = State(dir=directory, prefix=prefix, token=secrets.token_hex(16), created=time.time(),
+                  control_plane=control_plane)
     lab = Lab(prefix=prefix, dir=state.lab_dir)
     state.central_ip = lab.central_ip
     state.save()
@@ -120,6 +154,50 @@ def _build(directory: str, nodes: int, out: Out) -> State:
     # The API server, as its own process on loopback; the nodes reach it through a forwarder.
     d = state.daemon_dir
     os.makedirs(d, exist_ok=True)
+    if state.real:
+        _start_real_control_plane(state, step)
+    else:
+        _start_embedded_api_server(state, step)
+    start_daemon(d, "forwarder", python_module("sandbox.forward", state.ns("central"),
+                                               state.central_ip, str(API_PORT_IN_LAB), str(state.api_port)))
+    wait_log(f"{d}/forwarder.log", "forwarding", 10, f"{d}/forwarder.pid")
+    step(f"API server on {state.api_url} (kubeconfig {state.kubeconfig}); nodes reach it at "
+         f"{state.lab_api_url}")
+    _topology(state, lab, names, step)
+    _start_daemons(state, lab, names, step)
+    state.complete = True
+    state.save()
+    if state.real:
+        step("ovn-k8s-watcher, one agent per node (the kubelet: Node, heartbeats, pods); scheduling, "
+             "ReplicaSets, endpoints by kube-scheduler and kube-controller-manager")
+    else:
+        step("ovn-k8s-watcher, scheduler + endpoints controller, one agent per node (the kubelet) started")
+    step(f"sandbox up: kubeconfig {state.kubeconfig}")
+    return state
+
+
+def _start_real_control_plane(state: State, step: Callable[[str], None]) -> None:
+    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler on 127.0.0.1, detached, one
+    pid file each in the daemon directory (sandbox.real_control_plane)."""
+    from sandbox import real_control_plane
+
+    d = state.daemon_dir
+    try:
+        cp = real_control_plane.start(d, state.central_ip, state.kubeconfig)
+    except (OSError, RuntimeError) as exc:
+        raise SandboxError(f"the real control plane did not start: {exc}") from None
+    state.api_port = cp.port
+    state.token = cp.admin_token
+    state.api_ca_file = cp.ca_file
+    state.save()
+    with open(f"{REGISTRY}/{state.prefix}", "w", encoding="utf-8") as f:
+        json.dump({"dir": state.lab_dir, "owner": cp.pids["kube-apiserver"]}, f)
+    step(f"real control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler "
+         f"({', '.join(f'{n} {p}' for n, p in cp.pids.items())}; logs in {cp.workdir}/logs)")
+
+
+def _start_embedded_api_server(state: State, step: Callable[[str], None]) -> None:
+    d = state.daemon_dir
     # https, so kubectl sends the token (client-go sends no credentials over plain http). The
     # certificate names both addresses clients use: loopback here, the forwarder in the lab.
     proc = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -143,17 +221,15 @@ def _build(directory: str, nodes: int, out: Out) -> State:
     state.save()
     # The registry's owner is the API server, which outlives this command: labs whose owner is
     # gone are swept (ovn-k8s-lab down --stale, test sessions), so a crashed sandbox is too.
-    with open(f"{REGISTRY}/{prefix}", "w", encoding="utf-8") as f:
+    with open(f"{REGISTRY}/{state.prefix}", "w", encoding="utf-8") as f:
         json.dump({"dir": state.lab_dir, "owner": read_pid(f"{d}/kubeapi.pid")}, f)
-    start_daemon(d, "forwarder", python_module("sandbox.forward", state.ns("central"),
-                                               state.central_ip, str(API_PORT_IN_LAB), str(state.api_port)))
-    wait_log(f"{d}/forwarder.log", "forwarding", 10, f"{d}/forwarder.pid")
-    step(f"API server on {state.api_url} (kubeconfig {state.kubeconfig}); nodes reach it at "
-         f"{state.lab_api_url}")
+    step("embedded API server (python -m sandbox.kubeapi)")
 
-    # The topology, with our own commands, as an operator runs them on each node.
+
+def _topology(state: State, lab: Lab, names: list[str], step: Callable[[str], None]) -> None:
+    """The topology, with our own commands, as an operator runs them on each node."""
     env = {"OVN_K8S_CONFIG": "/dev/null", "OVN_K8S_K8S_API_SERVER": state.lab_api_url,
-           "OVN_K8S_K8S_API_TOKEN": state.token, "OVN_K8S_K8S_CA_CERTIFICATE": state.api_cert,
+           "OVN_K8S_K8S_API_TOKEN": state.token, "OVN_K8S_K8S_CA_CERTIFICATE": state.ca,
            # minion-init installs the CNI plugin it finds in PATH: ours, beside this Python.
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")}
 
@@ -186,21 +262,28 @@ def _build(directory: str, nodes: int, out: Out) -> State:
     if len(names) > 1:
         _shared_nic_gateway(state, lab, "node2", env, step)
 
-    api = state.api()
-    for i, name in enumerate(names, start=1):
-        api.create("nodes", {"apiVersion": "v1", "kind": "Node",
-                             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-                             "spec": {"podCIDR": node_subnet(i)},
-                             "status": {"addresses": [{"type": "InternalIP", "address": state.encap_ips[name]},
-                                                      {"type": "Hostname", "address": name}],
-                                        "conditions": [{"type": "Ready", "status": "True"}]}})
+
+def _start_daemons(state: State, lab: Lab, names: list[str], step: Callable[[str], None]) -> None:
+    """The watcher, the gateway helper, the agents (and, embedded, the controllers); returns
+    once the watcher is ready and, real, every node is Ready and schedulable."""
+    d = state.daemon_dir
+    if not state.real:
+        # Real: each agent registers its own Node, as a kubelet does.
+        api = state.api()
+        for i, name in enumerate(names, start=1):
+            api.create("nodes", {"apiVersion": "v1", "kind": "Node",
+                                 "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                                 "spec": {"podCIDR": node_subnet(i)},
+                                 "status": {"addresses": [{"type": "InternalIP", "address": state.encap_ips[name]},
+                                                          {"type": "Hostname", "address": name}],
+                                            "conditions": [{"type": "Ready", "status": "True"}]}})
 
     if state.shared_nic:
         n = lab.nodes[state.shared_nic]
         start_daemon(d, f"gateway-helper-{n.name}",
                      [exe("ovn-k8s-gateway-helper"), "--physical-bridge=breth1", "--physical-interface=eth1",
                       f"--node-name={n.name}", f"--ovs-db={n.ovs_db}", f"--k8s-api-server={state.lab_api_url}",
-                      f"--k8s-api-token={state.token}", f"--k8s-ca-certificate={state.api_cert}",
+                      f"--k8s-api-token={state.token}", f"--k8s-ca-certificate={state.ca}",
                       "--log-level=info", f"--log-file={d}/gateway-helper-{n.name}.log"],
                      netns=n.netns, env=n.env)
         # A service of the host itself on the shared address: it must stay the host's.
@@ -211,9 +294,10 @@ def _build(directory: str, nodes: int, out: Out) -> State:
                                 "--log-level=info", f"--log-file={d}/watcher.log", "--ovs-db=unix:/nonexistent/db.sock",
                                 "--metrics-address=127.0.0.1:0"],
                  env={"OVS_RUNDIR": d, "OVS_LOGDIR": d})   # its ovs-appctl socket stays in the sandbox
-    start_daemon(d, "controllers", python_module("sandbox.controllers", directory))
+    if not state.real:
+        start_daemon(d, "controllers", python_module("sandbox.controllers", state.dir))
     for name in names:
-        start_daemon(d, f"agent-{name}", python_module("sandbox.agent", directory, name))
+        start_daemon(d, f"agent-{name}", python_module("sandbox.agent", state.dir, name))
     start_daemon(d, "outside-http", python_module("sandbox.podserver", "outside", str(OUTSIDE_PORT),
                                                   f"{d}/outside-http.access"), netns=state.ns("out"))
     line = wait_log(f"{d}/watcher.log", "metrics on http://127.0.0.1:", 30, f"{d}/watcher.pid")
@@ -228,11 +312,33 @@ def _build(directory: str, nodes: int, out: Out) -> State:
         if time.monotonic() > deadline or not daemon_alive(f"{d}/outside-http.pid"):
             raise SandboxError(f"the outside HTTP server did not start; see {d}/outside-http.log")
         time.sleep(0.05)
-    state.complete = True
-    state.save()
-    step("ovn-k8s-watcher, scheduler + endpoints controller, one agent per node (the kubelet) started")
-    step(f"sandbox up: kubeconfig {state.kubeconfig}")
-    return state
+    if state.real:
+        _wait_nodes_schedulable(state, names)
+        step("nodes registered by their agents, Ready; node-lifecycle-controller lifted the not-ready taint")
+
+
+def schedulable(node: dict) -> bool:  # type: ignore[type-arg]
+    """Ready, and no NoSchedule/NoExecute taint (the scheduler's view of a usable node)."""
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    taints = [t for t in (node.get("spec") or {}).get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
+    return ready and not taints
+
+
+def _wait_nodes_schedulable(state: State, names: list[str], timeout: float = 30) -> None:
+    api = state.api()
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = {n["metadata"]["name"]: n for n in api.list("nodes")}
+        waiting = [name for name in names if name not in nodes or not schedulable(nodes[name])]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            detail = "; ".join(f"{n}: " + ("not registered" if n not in nodes else
+                                           f"taints {(nodes[n].get('spec') or {}).get('taints')}") for n in waiting)
+            raise SandboxError(f"nodes not schedulable after {timeout:.0f} s ({detail}); see "
+                               f"{state.daemon_dir}/agent-*.log and control-plane/logs/kube-controller-manager.log")
+        time.sleep(0.1)
 
 
 def _shared_nic_gateway(state: State, lab: Lab, name: str, env: dict[str, str], step: Callable[[str], None]) -> None:
@@ -280,7 +386,13 @@ def down(directory: str, out: Out = print) -> bool:
     # Our daemons first, so no agent re-creates a pod while the lab goes away.
     for pattern in SANDBOX_DAEMONS:
         for pidfile in sorted(glob.glob(f"{lab_dir}/sandbox/{pattern}.pid")):
-            stop_pidfile(pidfile)
+            if pattern == "kube-apiserver":
+                # It may drain for a minute on SIGTERM; its data goes with etcd's anyway.
+                pid = read_pid(pidfile)
+                if pid is not None and alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            else:
+                stop_pidfile(pidfile)
     prefix = state.prefix if state else prefix_for(directory)
     down_dir(lab_dir, prefix)
     for leftover in ("sandbox.json", "sandbox.json.tmp", "kubeconfig"):
@@ -310,6 +422,8 @@ def status(directory: str, out: Out = print) -> int:
     rc = 0
     out(f"sandbox {directory}  (namespaces {state.prefix}-*, kubeconfig {state.kubeconfig})")
     out(f"  NB: ovn-nbctl --db={state.nb} show")
+    out(f"  control plane: {state.control_plane}" + (" (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)"
+                                                    if state.real else " (sandbox.kubeapi + sandbox.controllers)"))
     if not state.complete:
         out("  INCOMPLETE: the 'up' that made it did not finish; run 'up' again to rebuild it, or 'down'")
         rc = 1
@@ -333,6 +447,8 @@ def status(directory: str, out: Out = print) -> int:
         obj = next((n for n in nodes if n["metadata"]["name"] == name), None)
         ready = "Ready" if obj and any(c.get("type") == "Ready" and c.get("status") == "True"
                                        for c in obj["status"].get("conditions", [])) else "?"
+        if obj and (obj.get("spec") or {}).get("taints"):
+            ready += ",tainted"
         roles = ["master"] if i == 1 else []
         if name in state.gateways:
             roles.append(f"gateway {state.gateways[name]}" + (" (shared NIC)" if name == state.shared_nic else ""))
@@ -350,8 +466,9 @@ def status(directory: str, out: Out = print) -> int:
         node = p["spec"].get("nodeName") or ""
         pidfile = f"{state.pods_dir(node)}/{p['metadata']['namespace']}_{p['metadata']['name']}.pid"
         process = "-" if not node else ("running" if daemon_alive(pidfile) else "none")
+        phase = "Terminating" if p["metadata"].get("deletionTimestamp") else st.get("phase", "?")
         rows.append([p["metadata"]["namespace"], p["metadata"]["name"], node or "<pending>",
-                     st.get("podIP") or "-", st.get("phase", "?"), "yes" if ready else "no", process])
+                     st.get("podIP") or "-", phase, "yes" if ready else "no", process])
     out("PODS")
     for line in table(rows, ["NAMESPACE", "NAME", "NODE", "IP", "PHASE", "READY", "PROCESS"]):
         out("  " + line)

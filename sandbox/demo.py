@@ -1,7 +1,10 @@
 """The sandbox demo: up, two web pods on different nodes behind a ClusterIP and a NodePort
 service, then real traffic checks with PASS/FAIL marks. Everything is done through the API
 server: the scheduler binds the pods, the agents run the CNI plugin, the watcher writes the
-ports and load balancers, the endpoints controller fills the slices."""
+ports and load balancers, the endpoints controller fills the slices. On the real control plane
+those are kube-scheduler and kube-controller-manager (Deployment, ReplicaSet, EndpointSlices);
+on the embedded one, the sandbox's own (sandbox.controllers, the Deployment expanded by
+sandbox.manifests). The manifests are standard ones: both control planes take them."""
 
 from __future__ import annotations
 
@@ -18,9 +21,15 @@ NAMESPACE = "demo"
 OBJECTS: list[dict[str, Any]] = [
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
     {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NAMESPACE},
-     "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}},
-                                          "spec": {"containers": [{"name": "web",
-                                                                   "ports": [{"containerPort": 8080}]}]}}}},
+     "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+              "template": {"metadata": {"labels": {"app": "web"}},
+                           "spec": {"containers": [{"name": "web", "image": "sandbox.ovn-k8s/podserver",
+                                                    "ports": [{"containerPort": 8080}]}],
+                                    # One per node (kube-scheduler; the embedded one spreads anyway).
+                                    "topologySpreadConstraints": [{
+                                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                        "whenUnsatisfiable": "DoNotSchedule",
+                                        "labelSelector": {"matchLabels": {"app": "web"}}}]}}}},
     {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NAMESPACE},
      "spec": {"type": "ClusterIP", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
     {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-nodeport", "namespace": NAMESPACE},
@@ -53,25 +62,27 @@ class Demo(Checklist):
         super().__init__(out)
         self.dir = directory
 
-    def run(self, nodes: int | None = None) -> int:
-        state = cluster.up(self.dir, nodes=nodes, out=lambda s: self.out("  " + s))
+    def run(self, nodes: int | None = None, control_plane: str | None = None) -> int:
+        state = cluster.up(self.dir, nodes=nodes, out=lambda s: self.out("  " + s), control_plane=control_plane)
         if len(state.nodes) < 2:
             self.out("the demo needs at least 2 nodes")
             return 1
         api = state.api()
-        self.step("deploying: namespace demo, Deployment web (2 replicas, HTTP on 8080), "
-                  "Service web (ClusterIP) and web-nodeport (NodePort)")
+        self.step(f"deploying on the {state.control_plane} control plane: namespace demo, Deployment web "
+                  "(2 replicas, HTTP on 8080), Service web (ClusterIP) and web-nodeport (NodePort)")
         keys: list[str] = []
         for obj in OBJECTS:
-            keys += manifests.apply_one(api, _copy(obj), out=lambda s: self.out("    " + s))
+            keys += manifests.apply_one(api, _copy(obj), out=lambda s: self.out("    " + s), real=state.real)
         missing = manifests.wait_ready(api, keys, timeout=60)
-        pods = {p["metadata"]["name"]: p for p in api.list("pods", NAMESPACE, labelSelector="app=web")}
+        pods = {p["metadata"]["name"]: p for p in api.list("pods", NAMESPACE, labelSelector="app=web")
+                if not p["metadata"].get("deletionTimestamp")}
         for name in sorted(pods):
             st = pods[name].get("status") or {}
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
             self.step(f"pod {name}: scheduled on {pods[name]['spec'].get('nodeName')}, CNI ADD gave "
-                      f"{st.get('podIP')}, Ready={'no' if f'{NAMESPACE}/{name}' in missing else 'yes'}")
-        if missing:
-            self.check("pods became Ready", False, ", ".join(missing))
+                      f"{st.get('podIP')}, Ready={'yes' if ready else 'no'}")
+        if missing or len(pods) != 2:
+            self.check("pods became Ready", False, ", ".join(missing) or f"{len(pods)} pods, want 2")
             return self.finish()
         svc = api.get("services", "web", NAMESPACE) or {}
         nodeport_svc = api.get("services", "web-nodeport", NAMESPACE) or {}
@@ -146,11 +157,11 @@ def _sources(path: str, start: int) -> list[str]:
     return sorted({line.split()[0] for line in lines if line.strip()})
 
 
-def main(directory: str, nodes: int | None = None, keep: bool = False) -> int:
+def main(directory: str, nodes: int | None = None, keep: bool = False, control_plane: str | None = None) -> int:
     was_up = State.load(directory) is not None and not cluster.healthy(State.load(directory))  # type: ignore[arg-type]
     demo = Demo(directory)
     try:
-        return demo.run(nodes=nodes)
+        return demo.run(nodes=nodes, control_plane=control_plane)
     finally:
         if keep or was_up:
             print(f"\nsandbox {'kept' if keep else 'left up (it was up before the demo)'}: state in {directory}")
@@ -159,7 +170,9 @@ def main(directory: str, nodes: int | None = None, keep: bool = False) -> int:
                 flag = "" if directory == "/run/ovn-k8s-sandbox" else f" --state-dir {directory}"
                 print(f"  ovn-k8s-sandbox{flag} status")
                 print(f"  ovn-nbctl --db={state.nb} show")
-                print(f"  ip netns exec {state.ns('pod-demo-web-0')} curl -s http://<service VIP>/")
+                pod = "web-0" if not state.real else "<pod name>"
+                print(f"  ip netns exec {state.ns(f'pod-demo-{pod}')} curl -s http://<service VIP>/")
+                print(f"  ovn-k8s-sandbox{flag} kubectl get pods,svc,endpointslices -n demo -o wide")
                 print(f"  ovn-k8s-sandbox{flag} down")
         else:
             cluster.down(directory, out=lambda s: print(f"\n{s}"))

@@ -3,10 +3,11 @@
 Everything lives under one state directory (default /run/ovn-k8s-sandbox, or
 $OVN_K8S_SANDBOX_DIR, or --state-dir), so separate invocations find the running sandbox:
 
-    <dir>/sandbox.json      prefix, nodes, API server port and token
+    <dir>/sandbox.json      prefix, nodes, control plane (real or embedded), API server port and token
     <dir>/kubeconfig        for clients on this machine (https://127.0.0.1:PORT, token, CA)
     <dir>/lab/              the lab (sandbox.lab): central/, node<i>/, netns.list, pids/
-    <dir>/lab/sandbox/      pid files and logs of the sandbox's own daemons
+    <dir>/lab/sandbox/      pid files and logs of the sandbox's own daemons (the real control
+                            plane's too: etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
     <dir>/lab/pods/<node>/  pid files, logs and records of the pods each agent started
 
 Every daemon has a pid file under <dir>/lab, so the lab's down_dir() stops all of them, deletes
@@ -35,6 +36,7 @@ GATEWAY_IP = "192.0.2.10"
 SHARED_GATEWAY_IP = "192.0.2.20"   # node2's host address on its one NIC, shared with GR_node2
 API_PORT_IN_LAB = 6443   # where the nodes reach the API server: <central_ip>:6443 (a forwarder)
 OUTSIDE_PORT = 8080
+REAL, EMBEDDED = "real", "embedded"   # the control planes (--control-plane)
 HOST_SERVICE_PORT = 22             # the shared-NIC node's own HTTP server ("ssh"), on its host address
 
 
@@ -66,6 +68,12 @@ class State:
     shared_nic: str = ""                                      # the shared-NIC gateway node
     created: float = 0.0
     complete: bool = False      # set once 'up' finished; an interrupted 'up' leaves it False
+    control_plane: str = EMBEDDED   # "real" (kube-apiserver, etcd, ...) or "embedded" (sandbox.kubeapi)
+    api_ca_file: str = ""           # the CA clients trust (real: the control plane's); "" = api_cert
+
+    @property
+    def real(self) -> bool:
+        return self.control_plane == REAL
 
     @property
     def lab_dir(self) -> str:
@@ -91,6 +99,11 @@ class State:
     def api_cert(self) -> str:
         """The API server's self-signed certificate (also the CA clients trust)."""
         return f"{self.daemon_dir}/api.crt"
+
+    @property
+    def ca(self) -> str:
+        """The CA file clients (watcher, CNI plugin, agents, kubectl) trust."""
+        return self.api_ca_file or self.api_cert
 
     @property
     def api_key(self) -> str:
@@ -128,7 +141,7 @@ class State:
     def api(self):  # type: ignore[no-untyped-def]
         from sandbox.api import Api
 
-        return Api(self.api_url, self.token, cafile=self.api_cert)
+        return Api(self.api_url, self.token, cafile=self.ca)
 
 
 def python_module(module: str, *args: str) -> list[str]:
