@@ -10,6 +10,7 @@ lower-cased them in minion-init but not in gateway-init).
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 # --- ownership: on every row we create --------------------------------------------------------
@@ -296,3 +297,45 @@ def pod_port_external_ids(namespace: str, name: str) -> dict[str, str]:
 
 # --- nodes (subnets handed out by ovn-k8s-watcher --allocate-node-subnets) ----------------------
 NODE_SUBNET_ANNOTATION = "ovn-k8s/node-subnet"   # on a Node: its subnet, e.g. "10.244.3.0/24"
+
+
+# --- NetworkPolicy (watcher/policies.py, ovn_k8s/desired/policies.py) ---------------------------
+# Every policy row's owner is "netpol:<what>", which is also its key in the watcher's engine:
+#   netpol:policy/<ns>/<name>  a policy's port group, its ACLs and its named-port address sets
+#   netpol:peer/<digest>       the address set of one peer selector (shared by policies)
+#   netpol:node/<node>         the ACL on a node switch that lets its management port in
+# Port group and address set names appear in ACL matches (`@name`, `$name`): they must be
+# identifiers (letters, digits, underscores), so they carry a digest, never a k8s name.
+OWNER_POLICY_PREFIX = "netpol:"
+POLICY_KEY = "ovn-k8s/network-policy"       # "<ns>/<name>" on a policy's rows
+POLICY_PEER_KEY = "ovn-k8s/policy-peer"     # the peer selector an address set holds, as text
+
+
+def owner_policy(namespace: str, name: str) -> str:
+    return f"{OWNER_POLICY_PREFIX}policy/{namespace}/{name}"
+
+
+def owner_policy_peer(digest: str) -> str:
+    return f"{OWNER_POLICY_PREFIX}peer/{digest}"
+
+
+def owner_policy_node(node: str) -> str:
+    return f"{OWNER_POLICY_PREFIX}node/{node}"
+
+
+def policy_digest(text: str) -> str:
+    """A short, stable digest for identifiers made from Kubernetes names or selectors."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def policy_port_group(namespace: str, name: str) -> str:
+    return f"ovnk8s_np_{policy_digest(f'{namespace}/{name}')}"
+
+
+def policy_peer_set(digest: str) -> str:
+    return f"ovnk8s_peer_{digest}"
+
+
+def policy_named_port_set(namespace: str, name: str, which: str) -> str:
+    """A policy's address set of the pods whose named port resolves to one number."""
+    return f"ovnk8s_npp_{policy_digest(f'{namespace}/{name}/{which}')}"

@@ -53,10 +53,12 @@ from watcher.leader import ElectionConfig, LeaseElector
 from watcher.metrics import MetricsServer, WatcherMetrics
 from watcher.nodes import NodeController
 from watcher.pods import PodController
+from watcher.policies import PolicyController
 from watcher.service_controller import ServiceController
 
 LOG = logging.getLogger(__name__)
 PROG = "ovn-k8s-watcher"
+POLICY_PATH = "/apis/networking.k8s.io/v1/networkpolicies"
 NB_LOCK = "ovn_k8s_watcher"          # an OVSDB lock id: letters, digits and underscores
 DRAIN_TIMEOUT = 1.5
 SHUTDOWN_TIMEOUT = 3.0       # under ovs_daemon.STOP_GRACE: a stop never needs the watchdog
@@ -106,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     election = parser.add_argument_group("leader election on a coordination.k8s.io/v1 Lease "
                                          "(docs/ha.md)")
     config.add_options(election, LEADER_OPTIONS)  # type: ignore[arg-type]
+    parser.add_argument("--no-network-policy", action="store_true",
+                        help="do not program NetworkPolicies (no port groups, address "
+                             "sets or ACLs; the watcher then neither watches policies "
+                             "nor namespaces)")
     ovs_daemon.add_args(parser, PROG)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--overlay", action="store_true",
@@ -189,6 +195,8 @@ class Watcher:
         self.informers: list[Informer] = []
         self.pods: PodController | None = None
         self.services: ServiceController | None = None
+        self.policies: PolicyController | None = None
+        self.network_policy = True           # --no-network-policy turns it off
         self.nodes: NodeController | None = None
         self.elector: LeaseElector | None = None
         self.serving = threading.Event()
@@ -250,6 +258,9 @@ class Watcher:
             lines.append(f"services: {len(svc.services)} (queued {len(svc.queue)})")
             lines.append(f"endpointslices: {len(svc.slices)}" if svc.use_slices
                          else f"endpoints: {len(svc.endpoints)}")
+        if self.policies is not None:
+            lines.append(f"networkpolicies: {len(self.policies.policies)} "
+                         f"(queued {len(self.policies.queue)})")
         if self._fatal:
             lines.append(f"failed: {self._fatal}")
         return "\n".join(lines) + "\n"
@@ -299,6 +310,7 @@ class Watcher:
     def _setup_nb(self, nb: Any) -> None:
         pods, services, nodes = self.pods, self.services, self.nodes
         gateway_prefix = naming.owner_gateway("")
+        policies = self.policies
 
         def on_change(change: connection.RowChange) -> None:
             if change.table == "Logical_Switch":
@@ -306,6 +318,8 @@ class Watcher:
                     pods.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
                 if change.id.startswith(SWITCH_ID_PREFIX) and nodes is not None:
                     nodes.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
+                if change.id.startswith(SWITCH_ID_PREFIX) and policies is not None:
+                    policies.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
             elif services is not None and change.owner.startswith(gateway_prefix):
                 services.on_gateways_changed()
 
@@ -328,6 +342,17 @@ class Watcher:
             watches.append(("endpoints", resource_path("endpoints"), svc.on_endpoints_event))
         if self.nodes is not None:
             watches.append(("nodes", resource_path("nodes"), self.nodes.on_event))
+        if self.policies is not None:
+            # One pod watch for both controllers; policies also need namespaces' labels.
+            policies, pod_handler = self.policies, watches[0][2]
+
+            def on_pod(ev: Any) -> None:
+                pod_handler(ev)
+                policies.on_pod_event(ev)
+            watches[0] = ("pods", watches[0][1], on_pod)
+            watches.append(("networkpolicies", POLICY_PATH, policies.on_policy_event))
+            watches.append(("namespaces", resource_path("namespaces"),
+                            policies.on_namespace_event))
         for name, path, handler in watches:
             self.informers.append(Informer(name, kube, path, handler=handler, stop=self.stop,
                                            metrics=self.metrics).start())
@@ -377,7 +402,7 @@ class Watcher:
         cfg = self.cfg
         if not cfg.ovn_nb:
             process.connect_nb(cfg)           # raises the standard "address not set" error
-        connection.parse_remote(cfg.ovn_nb, "--ovn-nb")
+        connection.split_remotes(cfg.ovn_nb, "--ovn-nb")
         for name in ("pod_batch_size", "annotation_workers"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(f"{config.OPTIONS[name].flag} must be at least 1")
@@ -439,7 +464,8 @@ class Watcher:
         timer.start()
 
     def _controllers(self) -> list[Any]:
-        return [c for c in (self.pods, self.services, self.nodes) if c is not None]
+        return [c for c in (self.pods, self.services, self.nodes, self.policies)
+                if c is not None]
 
     def run(self, params: Any) -> int:
         try:
@@ -480,12 +506,19 @@ class Watcher:
                                         recorder=recorder, cluster_subnet=cfg.cluster_ip_subnet,
                                         prefix=cfg.node_subnet_prefix,
                                         max_retries=cfg.max_retries, timeout=cfg.timeout)
+        if self.network_policy:
+            self.policies = PolicyController(nb=None, metrics=self.metrics, recorder=recorder,
+                                             batch_size=cfg.pod_batch_size,
+                                             max_retries=cfg.max_retries,
+                                             timeout=cfg.timeout)
         self._start_informers(self.kube)
         self.nb = self._retry(f"NB {cfg.ovn_nb}", lambda: process.connect_nb(cfg))
         if self.nb is None:
             return self._exit_status()
         self.pods.nb = self.nb
         self.services.attach_nb(self.nb)
+        if self.policies is not None:
+            self.policies.attach_nb(self.nb)
         if self.nodes is not None:
             self.nodes.nb = self.nb
         self._setup_nb(self.nb)
@@ -516,6 +549,8 @@ class Watcher:
             self.nodes.sync()
         self.pods.sync()
         self.services.sync()
+        if self.policies is not None:
+            self.policies.sync()
         self.serving.set()
         pods, services, nodes = self.pods, self.services, self.nodes
         self._start_worker("pods", lambda: pods.run(self.stop,
@@ -524,6 +559,12 @@ class Watcher:
             self.stop, resync_interval=cfg.resync_interval))
         if nodes is not None:
             self._start_worker("nodes", lambda: nodes.run(self.stop))
+        policies = self.policies
+        if policies is not None:
+            self._start_worker("networkpolicies", lambda: policies.run(
+                self.stop, resync_interval=cfg.resync_interval))
+            self._wait("the initial policies to be programmed",
+                       lambda: policies.queue.wait_idle(0))
         self._wait("the initial objects to be reconciled",
                    lambda: pods.queue.wait_idle(0) and services.queue.wait_idle(0)
                    and (nodes is None or nodes.queue.wait_idle(0)))
@@ -549,6 +590,8 @@ class Watcher:
                 LOG.info("NB connection re-established; re-reading the NB")
                 for controller in (self.pods, self.services):
                     controller.request_reload()
+                if self.policies is not None:
+                    self.policies.request_reload()
             self.stop.wait(0.2)
         return self._exit_status()
 
@@ -575,6 +618,13 @@ class Watcher:
                     LOG.warning("shutdown: %s work still queued after %.1fs; dropped",
                                 type(controller).__name__, DRAIN_TIMEOUT)
             controller.shutdown()
+        if self.policies is not None:
+            if self.serving.is_set() and not self._fatal and \
+                    not self.policies.drain(max(0.0, deadline - time.monotonic())):
+                drained = False
+                LOG.warning("shutdown: network policy work still queued after %.1fs; "
+                            "dropped", DRAIN_TIMEOUT)
+            self.policies.shutdown()
         for thread in self._workers:
             # Undrained work: a worker is likely stuck waiting for the NB; give it less.
             thread.join(timeout=left() if drained else left(0.5))
@@ -624,6 +674,7 @@ def serve(args: argparse.Namespace) -> int:
     daemon.start()                             # --detach/--monitor fork here
     try:
         watcher = Watcher(resolve(args))
+        watcher.network_policy = not args.no_network_policy
         holder.append(watcher)
         if daemon.stopping.is_set():
             return 0
