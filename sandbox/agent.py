@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from sandbox import loop
-from sandbox.api import ApiError
+from sandbox.api import Api, ApiError
 from sandbox.lab.proc import netns_exists, stop_pidfile
 from sandbox.state import State, node_subnet
 
@@ -96,10 +96,10 @@ def running_status(pod: dict[str, Any], rec: dict[str, Any], host_ip: str) -> di
 
 
 class Agent:
-    def __init__(self, state: State, node: str) -> None:
+    def __init__(self, state: State, node: str, api: Api | None = None) -> None:
         self.state = state
         self.node = node
-        self.api = state.api()
+        self.api = api or state.api()
         self.dir = state.pods_dir(node)
         self.node_ns = state.ns(node)
         self.cni_dir = f"{state.node_dir(node)}/cni"

@@ -3,6 +3,7 @@ the scheduler, the endpoints controller, apply/delete of manifests, the state fi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,76 @@ def test_state_round_trip_and_prefixes(tmp_path: Path) -> None:
 def test_api_client_refuses_non_loopback() -> None:
     with pytest.raises(ValueError):
         Api("http://192.0.2.1:6443")
+
+
+def test_control_plane_choice_follows_the_assets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """real when the envtest assets are complete, embedded otherwise; asking for real without
+    them is one error naming what is missing, before anything is built."""
+    from sandbox import cluster
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(assets))
+    assert cluster.default_control_plane() == "embedded"
+    directory = tmp_path / "sb"
+    with pytest.raises(SandboxError, match=r"no real control plane: .*lacks etcd, kube-apiserver.*embedded"):
+        cluster.up(str(directory), control_plane="real")
+    assert not directory.exists()
+    with pytest.raises(SandboxError, match="--control-plane must be one of real, embedded"):
+        cluster.up(str(directory), control_plane="kind")
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        (assets / name).write_text("#!/bin/sh\n")
+        (assets / name).chmod(0o755)
+    assert cluster.default_control_plane() == "real"
+
+
+def test_agent_registers_its_node_and_keeps_its_lease(api: Api, tmp_path: Path) -> None:
+    """The kubelet duties: a Ready Node with capacity and the node's address, a Lease in
+    kube-node-lease renewed on schedule; a restarted agent posts the status of the Node it finds."""
+    from sandbox import agent
+
+    api.create("namespaces", {"metadata": {"name": agent.LEASE_NAMESPACE}})
+    state = State(dir=str(tmp_path), prefix="sbtest", nodes=["node1", "node2"], control_plane="real",
+                  encap_ips={"node1": "172.30.0.11", "node2": "172.30.0.12"})
+    first = agent.Agent(state, "node2", api)
+    first.sync_once()
+    node = api.get("nodes", "node2")
+    assert node is not None and node["spec"]["podCIDR"] == "10.244.2.0/24"
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "node2"
+    assert {"type": "InternalIP", "address": "172.30.0.12"} in node["status"]["addresses"]
+    assert node["status"]["allocatable"]["pods"] == "110"
+    (ready,) = node["status"]["conditions"]
+    assert (ready["type"], ready["status"]) == ("Ready", "True")
+    lease = api.get("leases", "node2", agent.LEASE_NAMESPACE)
+    assert lease is not None and lease["spec"]["holderIdentity"] == "node2"
+    assert lease["spec"]["leaseDurationSeconds"] == agent.LEASE_SECONDS
+    renewed = lease["spec"]["renewTime"]
+    first.sync_once()                    # within RENEW_EVERY: no renewal
+    assert api.get("leases", "node2", agent.LEASE_NAMESPACE)["spec"]["renewTime"] == renewed
+    first.renewed_at -= agent.RENEW_EVERY
+    first.status_at -= agent.STATUS_EVERY
+    time.sleep(0.01)
+    first.sync_once()
+    assert api.get("leases", "node2", agent.LEASE_NAMESPACE)["spec"]["renewTime"] > renewed
+    restarted = agent.Agent(state, "node2", api)
+    restarted.sync_once()                # the Node exists: its status is posted, no error
+    assert restarted.registered and len(api.list("nodes")) == 1
+
+
+def test_real_apply_fills_in_image_and_selector_and_waits_for_rollout() -> None:
+    dep = {"kind": "Deployment", "metadata": {"name": "app"},
+           "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "a"}},
+                                                "spec": {"containers": [{"name": "web"}]}}}}
+    manifests._fill_in(dep)
+    assert dep["spec"]["selector"] == {"matchLabels": {"app": "a"}}
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == manifests.PLACEHOLDER_IMAGE
+    pod = {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "mine"}]}}
+    manifests._fill_in(pod)
+    assert pod["spec"]["containers"][0]["image"] == "mine"
+    dep["metadata"]["generation"] = 2
+    dep["status"] = {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 2}
+    assert not manifests.deployment_ready(dep)      # an old pod is still there
+    dep["status"]["replicas"] = 2
+    assert manifests.deployment_ready(dep)
+    dep["status"]["observedGeneration"] = 1
+    assert not manifests.deployment_ready(dep)      # the controller has not seen the change yet
