@@ -246,7 +246,8 @@ class RealKubeClient:
     """CRUD over HTTPS with `KubeApiServer`'s method signatures and its ApiError on failure.
 
     Like the embedded server's Python API, create/replace/patch write `status` too (through
-    the /status subresource), and delete of a pod is immediate (grace 0: no kubelet here)."""
+    the /status subresource), a patch of a pod's spec.nodeName binds it (the binding
+    subresource), and delete of a pod is immediate (grace 0: no kubelet here)."""
 
     def __init__(self, url: str, ca_file: str | os.PathLike[str], token: str, *,
                  timeout: float = 30.0) -> None:
@@ -333,6 +334,21 @@ class RealKubeClient:
                         "strategic": "application/strategic-merge-patch+json",
                         "json": "application/json-patch+json"}.get(patch_type, patch_type)
         path = rt.path(self._ns(rt, namespace), name)
+        node = ((patch.get("spec") or {}).get("nodeName")
+                if rt.plural == "pods" and isinstance(patch, dict) else None)
+        if node:
+            # A pod is scheduled through its binding subresource (as kube-scheduler does);
+            # spec.nodeName is immutable to PATCH.
+            self.request("POST", path + "/binding", body={
+                "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+            rest = {**patch, "spec": {k: v for k, v in patch["spec"].items()
+                                      if k != "nodeName"}}
+            if not rest["spec"]:
+                del rest["spec"]
+            if not rest:
+                return self.get(resource, name, namespace=namespace)
+            patch = rest
         if rt.status_subresource and isinstance(patch, dict) and "status" in patch:
             main = {k: v for k, v in patch.items() if k != "status"}
             result = self.request("PATCH", path + "/status", body={"status": patch["status"]},

@@ -19,6 +19,7 @@ from sandbox.kubeapi import KubeApiServer
 from sandbox.lab.cluster import Lab
 from sandbox.watcher_harness import WatcherProcess, annotation, differences, nb_pod_ports, wait_until, write_topology
 from tests.helpers import master_init, minion_init, ok
+from tests.real_control_plane import BOTH_SERVERS
 
 pytestmark = pytest.mark.integration
 NODES = {"node1": "10.244.1.0/24", "node2": "10.244.2.0/24"}
@@ -69,6 +70,7 @@ def events_for(kube: KubeApiServer, name: str) -> list[dict]:
             if e.get("involvedObject", {}).get("name") == name]
 
 
+@BOTH_SERVERS
 def test_pod_add_modify_delete(lab, kube, start_watcher):
     write_topology(lab.nb, NODES)
     kube.create("pods", pod("before", "node2"))           # exists before the watcher starts
@@ -115,6 +117,7 @@ def test_pod_add_modify_delete(lab, kube, start_watcher):
     assert w.stop() == 0
 
 
+@BOTH_SERVERS
 def test_pod_on_a_node_without_a_switch_waits_for_minion_init(lab, kube, start_watcher):
     n1 = lab.add_node("node1")
     ok(master_init(n1, "10.244.1.0/24"))
@@ -133,6 +136,7 @@ def test_pod_on_a_node_without_a_switch_waits_for_minion_init(lab, kube, start_w
     assert nb_pod_ports(lab.nb)["default_early"].switch == "node2"
 
 
+@BOTH_SERVERS
 def test_give_up_records_an_event_and_a_new_switch_still_wakes_the_pod(lab, kube,
                                                                         start_watcher):
     write_topology(lab.nb, {"node1": "10.244.1.0/24"})
@@ -151,6 +155,7 @@ def test_give_up_records_an_event_and_a_new_switch_still_wakes_the_pod(lab, kube
     wait_converged(kube, lab)
 
 
+@BOTH_SERVERS
 def test_an_existing_annotation_is_honoured(lab, kube, start_watcher):
     write_topology(lab.nb, NODES)
     given = {"ip_address": "10.244.1.77/24", "mac_address": "0a:00:00:00:00:77",
@@ -169,6 +174,7 @@ def test_an_existing_annotation_is_honoured(lab, kube, start_watcher):
     wait_converged(kube, lab)
 
 
+@BOTH_SERVERS
 def test_malformed_pods_are_skipped_with_an_event_and_the_rest_proceed(lab, kube,
                                                                         start_watcher):
     write_topology(lab.nb, NODES)
@@ -202,6 +208,7 @@ def test_malformed_pods_are_skipped_with_an_event_and_the_rest_proceed(lab, kube
     assert "default_bad-json" in nb_pod_ports(lab.nb)
 
 
+@BOTH_SERVERS
 def test_two_pods_claiming_one_address_the_older_keeps_it(lab, kube, start_watcher):
     write_topology(lab.nb, NODES)
     same = {"ip_address": "10.244.1.50/24", "mac_address": "0a:00:00:00:00:50",
@@ -256,6 +263,7 @@ def test_metrics_healthz_and_sigterm(lab, kube, start_watcher):
     assert "stopped" in w.log()
 
 
+@BOTH_SERVERS
 def test_a_port_name_held_by_another_owner_is_never_taken_over(lab, kube, start_watcher):
     write_topology(lab.nb, NODES)
     lab.nbctl("lsp-add", "node1", "default_squatter", "--", "set", "Logical_Switch_Port",

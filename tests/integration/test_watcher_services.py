@@ -17,6 +17,7 @@ import pytest
 from sandbox.kubeapi import KubeApiServer
 from sandbox.lab.cluster import Lab
 from sandbox.watcher_harness import WatcherProcess, wait_until, write_topology
+from tests.real_control_plane import BOTH_SERVERS
 
 pytestmark = pytest.mark.integration
 NODES = {"node1": "10.244.1.0/24", "node2": "10.244.2.0/24"}
@@ -70,6 +71,7 @@ def wait_lbs(lab: Lab, want: dict, timeout: float = 20) -> None:
     wait_until(lambda: lbs(lab) == want, timeout, f"load balancers {want}")
 
 
+@BOTH_SERVERS
 def test_service_events_end_to_end(lab, kube, watcher):
     kube.create("services", service("early"))              # before the watcher starts
     kube.create("endpointslices", endpoint_slice("early", "10.244.1.5"))
