@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
 """Benchmark of ovn-k8s-watcher against a real NB ovsdb-server + ovn-northd (a lab central)
-and our API server (in this process, on 127.0.0.1). Not part of the test suite. Needs root.
+and a Kubernetes API server: ours (`sandbox.kubeapi`, in this process, on 127.0.0.1) and, for
+the burst, a real one too (etcd + kube-apiserver + kube-controller-manager + kube-scheduler,
+`sandbox.control_plane.ControlPlane`, when its binaries are found the envtest way). Not part
+of the test suite. Needs root.
 
     .venv/bin/python bench/watcher_bench.py                 # everything, prints a table
     .venv/bin/python bench/watcher_bench.py --only burst --burst 1000,5000
+    .venv/bin/python bench/watcher_bench.py --only burst --burst 1000 --control-plane real
 
 Scenarios (issue 3, item 8):
-- burst: N pods created while the watch is held back (`pause()`), then released at once;
-  time from the release until every pod has its port and annotation (the watcher writes the
-  port first, so the N-th annotation PATCH reaching the API server marks the end; the NB and
-  every annotation are checked afterwards).
+- burst: N pods created while the watch is held back, then released at once; time from the
+  release until every pod has its port and annotation (the watcher writes the port first, so
+  the N-th annotation marks the end; the NB and every annotation are checked afterwards).
+  Our server holds its watch events back (`pause()`) and counts the PATCHes it serves; with
+  kube-apiserver the watcher process is stopped (SIGSTOP) while the pods are created and
+  continued (SIGCONT), and a watch in this process sees the N-th annotation. The same run
+  prints the CPU seconds per pod of every process (/proc/<pid>/stat, utime + stime, from
+  the release until the watcher's CPU stops growing), and the server's raw annotation-PATCH
+  ceiling: a minimal client in its own process PATCHing the same pods over as many
+  keep-alive connections as the watcher has annotation workers, with the watcher stopped.
 - original: the same burst done the way the original watcher did it, one pod at a time:
   `ovn-nbctl --wait=sb -- --may-exist lsp-add ... -- lsp-set-addresses <lsp> dynamic -- set
   ... external-ids`, `ovn-nbctl get ... dynamic_addresses`, then the annotation PATCH
@@ -25,22 +35,29 @@ Scenarios (issue 3, item 8):
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
+import signal
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ovn_k8s.kube.lite import LiteClient  # noqa: E402
 from ovn_k8s.kube.rest import ConnectionParams, KubeClient, resource_path  # noqa: E402
 from ovn_k8s.kube.watch import StopEvent, list_then_watch  # noqa: E402
+from sandbox import control_plane  # noqa: E402
 from sandbox.kubeapi import KubeApiServer  # noqa: E402
 from sandbox.lab.cluster import Lab  # noqa: E402
 from sandbox.watcher_harness import (  # noqa: E402
@@ -86,12 +103,16 @@ def memory_of(pid: int) -> tuple[float, float]:
 
 
 class Env:
-    """One lab central (NB, SB, northd), our API server, and at most one watcher."""
+    """One lab central (NB, SB, northd), an API server (ours in this process, or a real
+    control plane), and at most one watcher."""
 
-    def __init__(self, workdir: str, *, watcher_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, workdir: str, *, watcher_args: tuple[str, ...] = (),
+                 control_plane: str = "embedded") -> None:
         self.workdir = workdir
         self.lab = Lab()
-        self.kube = KubeApiServer(bookmark_interval=5.0, history_limit=200_000)
+        self.real = control_plane == "real"
+        self.kube: Any = (control_plane_for(workdir) if self.real else
+                          KubeApiServer(bookmark_interval=5.0, history_limit=200_000))
         self.watcher_args = watcher_args
         self.watcher: WatcherProcess | None = None
 
@@ -111,18 +132,36 @@ class Env:
         self.kube.stop()
         self.lab.down()
 
+    @property
+    def params(self) -> ConnectionParams:
+        """How a client of ours reaches the API server (as the watcher's kubeconfig says)."""
+        if self.real:
+            return ConnectionParams(server=self.kube.url, token=self.kube.admin_token,
+                                    ca_file=self.kube.ca_file)
+        return ConnectionParams(server=self.kube.url)
+
     def start_watcher(self, name: str = "watcher") -> WatcherProcess:
         self.watcher = WatcherProcess(self.workdir, nb=self.lab.nb, kubeconfig=self.kubeconfig,
                                       name=name, extra=self.watcher_args, log_level="info")
         self.watcher.start()
         return self.watcher
 
+    def create_pods(self, bodies: list[dict[str, Any]]) -> None:
+        if not self.real:
+            for body in bodies:
+                self.kube.create("pods", body)
+            return
+        with ThreadPoolExecutor(8) as pool:   # kube-apiserver: ~1,000 creates/s this way
+            list(pool.map(lambda b: self.kube.create("pods", b), bodies))
+
     def pids(self) -> dict[str, int]:
         c = self.lab.central_dir
-        out = {"bench+apiserver": os.getpid()}
-        for name in ("nb", "northd"):
+        out = {"bench" if self.real else "bench+apiserver": os.getpid()}
+        if self.real:
+            out.update(self.kube.pids)
+        for name, label in (("nb", "nb-ovsdb"), ("sb", "sb-ovsdb"), ("northd", "ovn-northd")):
             with open(f"{c}/{name}.pid", encoding="ascii") as fh:
-                out[name] = int(fh.read())
+                out[label] = int(fh.read())
         if self.watcher is not None:
             out["watcher"] = self.watcher.pid
         return out
@@ -134,30 +173,188 @@ class Env:
                                  f"({len(problems)} problems)")
 
 
-def burst(n: int, workdir: str, args: tuple[str, ...]) -> dict[str, Any]:
-    with Env(workdir, watcher_args=args) as env:
+def control_plane_for(workdir: str) -> Any:
+    return control_plane.ControlPlane(os.path.join(workdir, "control-plane"))
+
+
+class AnnotationWatch:
+    """A watch of every pod in this process, counting the pods whose `ovn` annotation it has
+    seen: how the benchmark learns that kube-apiserver has the N-th annotation."""
+
+    def __init__(self, params: ConnectionParams, resource_version: str) -> None:
+        self._client = LiteClient(params)
+        self._rv = resource_version
+        self.annotated: set[str] = set()
+        self._stream: Any = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = threading.Event()
+
+    def __enter__(self) -> AnnotationWatch:
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def _run(self) -> None:
+        try:
+            stream = self._client.watch(resource_path("pods"), resource_version=self._rv,
+                                        timeout_seconds=600, read_timeout=600)
+        finally:
+            self._started.set()
+        for event in stream:
+            meta = event["object"].get("metadata") or {}
+            if "ovn" in (meta.get("annotations") or {}):
+                self.annotated.add(f"{meta.get('namespace')}/{meta.get('name')}")
+
+
+def cpu_all(pids: dict[str, int]) -> dict[str, float]:
+    return {k: cpu_of(p) for k, p in pids.items()}
+
+
+def settle(pid: int, most: float = 5.0) -> None:
+    """Wait until `pid` has used less than 5 ms of CPU in 0.2 s (its queues are empty)."""
+    end = time.monotonic() + most
+    last = cpu_of(pid)
+    while time.monotonic() < end:
+        time.sleep(0.2)
+        now = cpu_of(pid)
+        if now - last < 0.005:
+            return
+        last = now
+
+
+def burst(n: int, workdir: str, args: tuple[str, ...], control_plane: str = "embedded",
+          ceiling: bool = True) -> dict[str, Any]:
+    with Env(workdir, watcher_args=args, control_plane=control_plane) as env:
         w = env.start_watcher()
         w.wait_ready(60)
-        env.kube.pause()
-        for i in range(n):
-            env.kube.create("pods", pod_body(i))
+        bodies = [pod_body(i) for i in range(n)]
+        if env.real:
+            os.kill(w.pid, signal.SIGSTOP)
+            env.create_pods(bodies)
+            listed = env.kube.client.request("GET", resource_path("pods"), params={"limit": 1})
+            watch: Any = AnnotationWatch(env.params, listed["metadata"]["resourceVersion"])
+        else:
+            env.kube.pause()
+            env.create_pods(bodies)
+            env.kube.reset_counters()
+            watch = None
         pids = env.pids()
-        cpu0 = {k: cpu_of(p) for k, p in pids.items()}
-        env.kube.reset_counters()
-        t0 = time.monotonic()
-        log(f"burst {n}: released the watch events at {time.time():.3f}")
-        env.kube.resume()
-        wait_until(lambda: env.kube.request_count("patch", "pods") >= n, 600,
-                   f"{n} annotations", interval=0.005)
-        seconds = time.monotonic() - t0
-        cpu = {k: round(cpu_of(p) - cpu0[k], 2) for k, p in pids.items()}
+        try:
+            if watch is not None:
+                watch.__enter__()
+            cpu0 = cpu_all(pids)
+            t0 = time.monotonic()
+            log(f"burst {n} ({control_plane}): released the watch events at {time.time():.3f}")
+            if env.real:
+                os.kill(w.pid, signal.SIGCONT)
+                wait_until(lambda: len(watch.annotated) >= n, 600, f"{n} annotations",
+                           interval=0.005)
+            else:
+                env.kube.resume()
+                wait_until(lambda: env.kube.request_count("patch", "pods") >= n, 600,
+                           f"{n} annotations", interval=0.005)
+            seconds = time.monotonic() - t0
+            cpu_end = cpu_all(pids)
+            settle(w.pid)
+            cpu_settled = cpu_all(pids)
+        finally:
+            if watch is not None:
+                watch.__exit__()
         env.check()
-        result = {"pods": n, "seconds": seconds, "rate": n / seconds, "cpu": cpu,
+        cpu = {k: round(cpu_end[k] - cpu0[k], 3) for k in pids}
+        per_pod = {k: round(1000 * (cpu_settled[k] - cpu0[k]) / n, 3) for k in pids}
+        result = {"pods": n, "control_plane": control_plane, "seconds": seconds,
+                  "rate": n / seconds, "cpu": cpu, "cpu_ms_per_pod": per_pod,
                   "rss_mb": memory_of(w.pid)[0],
                   "nb_txns": w.metric("ovnk8s_watcher_nb_transactions_total", result="ok")}
-        log(f"burst {n}: {seconds:.2f}s = {n / seconds:.0f} pods/s, cpu {cpu}, "
-            f"{result['nb_txns']:.0f} NB transactions")
+        log(f"burst {n} ({control_plane}): {seconds:.2f}s = {n / seconds:.0f} pods/s, "
+            f"{result['nb_txns']:.0f} NB transactions, CPU ms per pod {per_pod}")
+        if ceiling:
+            w.stop()
+            env.watcher = None
+            result["ceiling"] = patch_ceiling(env, [b["metadata"] for b in bodies],
+                                              annotation_workers(args))
+            result["ratio"] = result["rate"] / result["ceiling"]["rate"]
         return result
+
+
+def annotation_workers(args: tuple[str, ...]) -> int:
+    """The watcher's --annotation-workers among `args`, else its default."""
+    for i, arg in enumerate(args):
+        if arg.startswith("--annotation-workers="):
+            return int(arg.split("=", 1)[1])
+        if arg == "--annotation-workers" and i + 1 < len(args):
+            return int(args[i + 1])
+    from ovn_k8s.config import OPTIONS
+
+    return int(OPTIONS["annotation_workers"].default)
+
+
+def patch_ceiling(env: Env, pods: list[dict[str, Any]], connections: int) -> dict[str, Any]:
+    """The API server's raw annotation-PATCH rate: a minimal client (http.client, one
+    keep-alive connection per thread, the answer read and not parsed) in its own process,
+    PATCHing every pod once with an annotation of the watcher's size."""
+    spec = {"server": env.params.server, "token": env.params.token,
+            "ca_file": env.params.ca_file, "connections": connections,
+            "paths": [resource_path("pods", namespace=m["namespace"], name=m["name"])
+                      for m in pods]}
+    pids = {k: p for k, p in env.pids().items() if k not in ("watcher", "bench")}
+    cpu0 = cpu_all(pids)
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--patch-client"],
+                          input=json.dumps(spec), capture_output=True, text=True, check=True,
+                          timeout=600)
+    cpu = cpu_all(pids)
+    out = json.loads(proc.stdout)
+    n = len(pods)
+    out["cpu_ms_per_patch"] = {k: round(1000 * (cpu[k] - cpu0[k]) / n, 3) for k in pids}
+    out["cpu_ms_per_patch"]["client"] = round(1000 * out.pop("client_cpu") / n, 3)
+    log(f"PATCH ceiling ({connections} connections): {out['rate']:.0f}/s, CPU ms per PATCH "
+        f"{out['cpu_ms_per_patch']}")
+    return out
+
+
+def patch_client() -> int:
+    """--patch-client: the minimal PATCH client of patch_ceiling (a JSON spec on stdin)."""
+    spec = json.load(sys.stdin)
+    url = urllib.parse.urlsplit(spec["server"])
+    ctx = ssl.create_default_context(cafile=spec["ca_file"]) if url.scheme == "https" else None
+    headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
+    if spec["token"]:
+        headers["Authorization"] = f"Bearer {spec['token']}"
+    paths = spec["paths"]
+    k = spec["connections"]
+    errors: list[str] = []
+
+    def run(first: int) -> None:
+        conn = (http.client.HTTPSConnection(url.hostname, url.port, context=ctx) if ctx else
+                http.client.HTTPConnection(url.hostname, url.port))
+        for i in range(first, len(paths), k):
+            value = json.dumps({"ip_address": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}/20",
+                                "mac_address": "0a:58:0a:80:00:05",
+                                "gateway_ip": "10.128.0.1"}, separators=(",", ":"))
+            body = json.dumps({"metadata": {"annotations": {"bench-ceiling": value}}},
+                              separators=(",", ":")).encode()
+            conn.request("PATCH", paths[i], body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                errors.append(f"{paths[i]}: {resp.status}")
+        conn.close()
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(k)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.monotonic() - t0
+    usage = os.times()
+    print(json.dumps({"patches": len(paths), "connections": k, "seconds": seconds,
+                      "rate": len(paths) / seconds, "errors": errors[:5],
+                      "client_cpu": usage.user + usage.system}))
+    return 1 if errors else 0
 
 
 def original(n: int, workdir: str) -> dict[str, Any]:
@@ -294,6 +491,32 @@ def sync(pods: int, services: int, workdir: str, args: tuple[str, ...]) -> dict[
         return result
 
 
+SERVER_NAMES = {"embedded": "our API server", "real": "kube-apiserver"}
+
+
+def burst_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    n, cp = r["pods"], r["control_plane"]
+    server = SERVER_NAMES[cp]
+    target = ">= 1000 pods/s" if cp == "embedded" else ">= 400 pods/s"
+    rows = [(f"burst of {n} pods, {server}: API event -> port + annotation",
+             f"{r['rate']:.0f} pods/s ({r['seconds']:.2f} s, {r['nb_txns']:.0f} NB txns)",
+             target)]
+    per_pod = r["cpu_ms_per_pod"]
+    rows.append((f"CPU ms per pod in that burst ({server}), by process",
+                 ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_pod.items(),
+                                                             key=lambda kv: -kv[1]))
+                 + f"; all {sum(per_pod.values()):.2f}",
+                 "watcher <= 1.0" if cp == "real" else "-"))
+    if "ceiling" in r:
+        c = r["ceiling"]
+        rows.append((f"raw annotation-PATCH ceiling of {server} ({c['connections']} "
+                     "connections, minimal client)",
+                     f"{c['rate']:.0f} PATCH/s; burst / ceiling = {r['ratio']:.2f}; CPU ms per "
+                     "PATCH " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(
+                         c["cpu_ms_per_patch"].items(), key=lambda kv: -kv[1])), "-"))
+    return rows
+
+
 def machine() -> str:
     cpu = "?"
     with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -326,12 +549,27 @@ def main() -> int:
                         help="extra flag for ovn-k8s-watcher (repeatable)")
     parser.add_argument("--workdir", help="keep the watchers' logs here (default: a temporary "
                         "directory, removed at the end)")
+    parser.add_argument("--control-plane", choices=("embedded", "real", "both"),
+                        help="the API server(s) of the burst (default: both when the real "
+                        "control plane's binaries are found, else embedded); the other "
+                        "scenarios use ours")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip the PATCH-ceiling measurement after each burst")
+    parser.add_argument("--patch-client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.patch_client:
+        return patch_client()
     if os.geteuid() != 0:
         print("watcher_bench: needs root (the lab uses network namespaces)", file=sys.stderr)
         return 1
     only = set(args.only or ("burst", "original", "steady", "sync"))
     wargs = tuple(args.watcher_arg)
+    planes = {"embedded": ["embedded"], "real": ["real"], "both": ["embedded", "real"],
+              None: ["embedded", "real"] if control_plane.find_assets() else ["embedded"]
+              }[args.control_plane]
+    if "real" in planes and (reason := control_plane.not_run_reason()):
+        print(f"watcher_bench: no real control plane: {reason}", file=sys.stderr)
+        return 1
     desc = machine()
     log(desc)
     rows: list[tuple[str, str, str]] = []
@@ -344,10 +582,11 @@ def main() -> int:
             return fn(d)
         if "burst" in only:
             for n in (int(x) for x in args.burst.split(",")):
-                r = results[f"burst{n}"] = run(f"burst{n}", lambda d, n=n: burst(n, d, wargs))
-                rows.append((f"burst of {n} pods: API event -> port + annotation",
-                             f"{r['rate']:.0f} pods/s ({r['seconds']:.2f} s, "
-                             f"{r['nb_txns']:.0f} NB txns)", ">= 1000 pods/s"))
+                for cp in planes:
+                    name = f"burst{n}" + ("" if cp == "embedded" else f"-{cp}")
+                    r = results[name] = run(name, lambda d, n=n, cp=cp: burst(
+                        n, d, wargs, cp, ceiling=not args.no_ceiling))
+                    rows += burst_rows(r)
         if "original" in only:
             n = args.original
             r = results["original"] = run("original", lambda d: original(n, d))
