@@ -218,12 +218,12 @@ def connect(remote: str, schema: str, *, what: str, timeout: float,
         # leader_only: python-ovs' default, said out loud (see the module docstring). The
         # local Open_vSwitch DB is never clustered; the check passes on a standalone server.
         idl = idl_class(remote, helper, leader_only=schema == "OVN_Northbound")
-        if len(members) > 1:
+        if schema == "OVN_Northbound":
             # NOTE(failover): python-ovs waits 1 s doubling to 8 s between connection attempts,
-            # and a member that says it is not the leader counts as a failed attempt, so after
-            # a leader dies the IDL could wait 8 s before trying the member that was elected
-            # seconds ago. Capped at 1 s (the least python-ovs allows): at most one attempt
-            # per second and member (docs/ha.md has the measured failover times).
+            # and a cluster member that says it is not the leader counts as a failed attempt,
+            # so after a leader dies the IDL could wait 8 s before trying the member elected
+            # seconds ago (and 8 s after a standalone NB came back). Capped at 1 s, the least
+            # python-ovs allows: one attempt per second at most (docs/ha.md has the figures).
             idl._session.reconnect.set_backoff(1000, 1000)
         # ovsdbapp's Connection.timeout bounds the first sync (wait_for_change) and each
         # transaction's wait for its result: none of them can hang on a silent server.
@@ -271,8 +271,12 @@ def transaction(api: Any, timeout: float | None = None) -> Iterator[Any]:
 
     try:
         with api.transaction(check_error=True, log_errors=False, timeout=timeout) as txn:
+            # NOTE(ovsdbapp 3.0): Backend.create_transaction drops the timeout it is given and
+            # uses the connection's; the transaction reads its own attribute, so set that.
+            if timeout is not None:
+                txn.timeout = timeout
             yield txn
-    except exceptions.TimeoutException:
-        seconds = timeout if timeout is not None else api.ovsdb_connection.timeout
+    except exceptions.TimeoutException as e:
+        seconds = getattr(e, "timeout", None) or timeout or api.ovsdb_connection.timeout
         raise ConnectionFailed(f"the NB transaction timed out after {seconds:g} s: no answer "
                                "from the server") from None
