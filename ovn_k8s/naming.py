@@ -297,6 +297,9 @@ def pod_port_external_ids(namespace: str, name: str) -> dict[str, str]:
 
 # --- nodes (subnets handed out by ovn-k8s-watcher --allocate-node-subnets) ----------------------
 NODE_SUBNET_ANNOTATION = "ovn-k8s/node-subnet"   # on a Node: its subnet, e.g. "10.244.3.0/24"
+# On a node switch the watcher allocated or adopted: the Node's uid. A switch without it (made
+# by minion-init or master-init for a Node the watcher never saw) is never deleted by a sync.
+NODE_UID_KEY = "ovn-k8s/node-uid"
 
 
 # --- NetworkPolicy (watcher/policies.py, ovn_k8s/desired/policies.py) ---------------------------

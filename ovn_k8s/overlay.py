@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -270,16 +271,24 @@ def _check_mgmt_link(ovs: LocalOvsdb, node: str) -> None:
 
 # --- minion-init -------------------------------------------------------------------------------
 def minion_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
-                subnet: netaddr.IPNetwork) -> None:
+                subnet: netaddr.IPNetwork | None) -> None:
     """This node's switch (`subnet`), its router port and management port, and the CNI
-    configuration."""
-    ipam.check_node_subnet(subnet, cluster, [])
-    ipam.node_addresses(subnet)
+    configuration. Without `subnet`: the one the watcher (--allocate-node-subnets) gave this
+    Node, waited for (`wait_for_node_subnet`)."""
+    if subnet is not None:
+        ipam.check_node_subnet(subnet, cluster, [])
+        ipam.node_addresses(subnet)
     extra = ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin", "k8s_api_server", "k8s_api_token",
-             "k8s_ca_certificate", "kubeconfig", "service_cluster_ip_range")
+             "k8s_ca_certificate", "kubeconfig", "service_cluster_ip_range",
+             "node_subnet_timeout")
     with _open_ovs(given, extra) as ovs:
         cfg = _resolve(given, ovs, extra)
         service_range = _service_range(cfg, cluster)
+        if subnet is None:
+            subnet = wait_for_node_subnet(cfg, node, timeout=cfg.node_subnet_timeout)
+            ipam.check_node_subnet(subnet, cluster, [])
+            ipam.node_addresses(subnet)
+        chosen = subnet
         _check_mgmt_link(ovs, node)
         nb = process.connect_nb(cfg)
         try:
@@ -288,8 +297,8 @@ def minion_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
                 # Every node links a port into the cluster router: verifying that column makes
                 # two concurrent minion-inits serialise, so the overlap check below holds.
                 view.verify(router, "ports")
-                _node_subnet_check(view, node, subnet, cluster)
-                return topology.node_rows(topology.NodeSpec(node=node, subnet=subnet))
+                _node_subnet_check(view, node, chosen, cluster)
+                return topology.node_rows(topology.NodeSpec(node=node, subnet=chosen))
 
             applied = _apply(nb, scopes=(naming.owner_node(node),), build=build,
                                  timeout=cfg.timeout)
@@ -297,12 +306,61 @@ def minion_init(given: process.Given, *, node: str, cluster: netaddr.IPNetwork,
                 # The CNI directories first: they fail for reasons no check can foresee
                 # (a read-only or pseudo file system) and change nothing in OVS.
                 plugin = _cni_dirs(cfg)
-                setup_management_port(ovs, node=node, subnet=subnet, cluster_subnet=cluster,
+                setup_management_port(ovs, node=node, subnet=chosen, cluster_subnet=cluster,
                                       mtu=cfg.mtu, service_range=service_range)
                 if plugin is not None:
                     install_cni(cfg)
         finally:
             connection.disconnect(nb)
+
+
+def wait_for_node_subnet(cfg: config.Config, node: str, *, timeout: float,
+                         clock: Callable[[], float] = time.monotonic,
+                         sleep: Callable[[float], None] = time.sleep) -> netaddr.IPNetwork:
+    """The subnet the watcher annotated on this Node (`naming.NODE_SUBNET_ANNOTATION`), read
+    from the API server (--kubeconfig, or --k8s-api-server with its token and CA, as the CNI
+    plugin finds it) every second until `timeout`. An API server that refuses us is an error
+    at once; one that is down, a Node not registered yet or not annotated yet are waited
+    for."""
+    from ovn_k8s.kube import auth
+    from ovn_k8s.kube.errors import Forbidden, KubeConfigError, KubeError, NotFound, Unauthorized
+    from ovn_k8s.kube.params import resource_path
+    from ovn_k8s.kube.rest import KubeClient
+
+    key = naming.NODE_SUBNET_ANNOTATION
+    try:
+        params = auth.load_connection_params(
+            kubeconfig=cfg.kubeconfig, api_server=cfg.k8s_api_server, token=cfg.k8s_api_token,
+            ca_file=cfg.k8s_ca_certificate)
+    except KubeConfigError as exc:
+        raise ConfigError(f"no --minion-switch-subnet, and the API server to read this node's "
+                          f"subnet from is not usable: {exc}") from None
+    deadline = clock() + timeout
+    with KubeClient(params, timeout=min(cfg.timeout, 10.0), connect_timeout=5.0,
+                    user_agent="ovn-k8s-overlay") as client:
+        LOG.info("no --minion-switch-subnet: waiting up to %gs for %s on node %s (%s)",
+                 timeout, key, node, params.server)
+        while True:
+            try:
+                obj = client.get(resource_path("nodes", name=node))
+                text = ((obj.get("metadata") or {}).get("annotations") or {}).get(key)
+                if text:
+                    subnet = ipam.parse_cidr(text, f"node {node}'s annotation {key}")
+                    LOG.info("node %s: subnet %s (from its annotation %s)", node, subnet, key)
+                    return subnet
+                why = f"node {node} has no {key} annotation yet"
+            except (Unauthorized, Forbidden) as exc:
+                raise ConfigError(f"reading node {node} from {params.server}: {exc}") from None
+            except NotFound:
+                why = f"node {node} is not registered in the API server"
+            except KubeError as exc:
+                why = str(exc)
+            left = deadline - clock()
+            if left <= 0:
+                raise NotReadyError(
+                    f"no subnet for node {node} after {timeout:g}s ({why}): run the watcher "
+                    f"with --allocate-node-subnets, or give --minion-switch-subnet")
+            sleep(min(1.0, left))
 
 
 def _cni_dirs(cfg: config.Config) -> str | None:

@@ -10,14 +10,18 @@ Level driven, one key per node name. `reconcile(name)`:
   switches overlap. Then the annotation `ovn-k8s/node-subnet` on the Node, which minion-init
   without --minion-switch-subnet waits for. Write order: NB first, annotation second, so a
   crash between the two leaves the NB recording the allocation and a restart re-derives it.
-- the Node is gone: delete every row owned by its scopes (`node:<n>`: switch, router port,
+  The switch also carries the Node's uid (`naming.NODE_UID_KEY`).
+- the Node is gone (its DELETED event seen, or -- after a restart -- its switch marked with
+  a uid): delete every row owned by its scopes (`node:<n>`: switch, router port,
   management port; `gateway:<n>`: gateway router with its SNAT, routes and join port on the
   cluster router and the join switch, external switch) in one transaction. Pod ports on the
   switch go with it (OVSDB drops unreferenced ports; the pod controller is told through the
   switch's NB notification); the services controller sees the gateway router go and drops
   its per-gateway load balancers and chassis template variables. The subnet is free again
   once the switch is gone (the allocator reads it from the NB).
-- A Node that is only NotReady is left alone: only its absence from the API counts.
+- A Node that is only NotReady is left alone: only its absence from the API counts. Rows of
+  a node that never registered (minion-init run before its kubelet, a switch made by hand:
+  no uid mark, no DELETED event) are left alone too.
 
 The pool running out is a clear error, a Warning Event `SubnetAllocationFailed` on the Node,
 and no retry until a node or a switch goes away. Sync before serving (`sync`) queues every
@@ -31,6 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import netaddr
@@ -88,6 +93,8 @@ class NodeController:
         self.store: dict[str, NodeInfo] = {}
         self._raw: dict[str, dict[str, Any]] = {}     # name -> the Node's metadata (Events)
         self._exhausted: set[str] = set()             # nodes waiting for a free subnet
+        self._seen_deleted: set[str] = set()          # DELETED events since the start
+        self._left_alone: set[str] = set()            # unmarked rows of unknown nodes (logged)
         self._lock = threading.Lock()
         self.deleted = 0                              # nodes whose rows were deleted
         metrics.queue_depth.set(0, resource=RESOURCE)
@@ -104,9 +111,11 @@ class NodeController:
             if ev.type == "DELETED":
                 self.store.pop(info.name, None)
                 self._raw.pop(info.name, None)
+                self._seen_deleted.add(info.name)
             else:
                 self.store[info.name] = info
                 self._raw[info.name] = dict(ev.obj.get("metadata") or {})
+                self._seen_deleted.discard(info.name)
         if ev.type != "DELETED" and old is not None and \
                 (old.annotated, old.uid) == (info.annotated, info.uid):
             return                          # readiness, labels, heartbeats: nothing we read
@@ -166,30 +175,44 @@ class NodeController:
     def reconcile(self, name: str) -> None:
         with self._lock:
             info = self.store.get(name)
+            seen_deleted = name in self._seen_deleted
+        subnet, uid = self._switch_subnet(name)
         if info is None:
-            self._delete(name)
+            # Only a Node seen deleted, or one whose switch we marked (a Node we knew, gone
+            # while we were down): rows of a node that never registered are not ours to drop.
+            if seen_deleted or uid:
+                self._delete(name)
+            elif name not in self._left_alone:
+                self._left_alone.add(name)
+                LOG.info("node %s: rows in the NB but no Node in the cluster, and its switch "
+                         "has no %s mark: left alone", name, naming.NODE_UID_KEY)
             return
-        subnet = self._switch_subnet(name)
-        if subnet is None or info.annotated != str(subnet):
-            # A new node, or one whose annotation disagrees with its switch: decide in a
-            # transaction. (A node whose switch matches its annotation costs one local read.)
+        self._left_alone.discard(name)
+        if subnet is None or info.annotated != str(subnet) or uid != info.uid:
+            # A new node, or one whose annotation or mark disagrees with its switch: decide in
+            # a transaction. (A node whose switch matches costs one local read.)
             subnet = self._ensure(info)
         if info.annotated != str(subnet):
             self._annotate(info, str(subnet))
 
-    def _switch_subnet(self, name: str) -> netaddr.IPNetwork | None:
-        """The subnet of the node's switch in our NB replica (None: no switch yet)."""
-        def read(tables: Any) -> str | None:
+    def _switch_subnet(self, name: str) -> tuple[netaddr.IPNetwork | None, str]:
+        """The subnet of the node's switch in our NB replica (None: no switch yet) and the
+        Node uid marked on it ("" when unmarked)."""
+        def read(tables: Any) -> tuple[str | None, str]:
             want = SWITCH_PREFIX + name
             rows = nb_read.by_name(tables, topology.LS, naming.node_switch(name),
-                                   columns=("other_config",))
-            return next(((r.columns.get("other_config") or {}).get("subnet")
-                         for r in rows if r.id == want), None)
-        text = KeyedRows(self.nb, timeout=self.timeout).read(read)
+                                   columns=("other_config", "external_ids"))
+            for r in rows:
+                if r.id == want:
+                    ext = r.columns.get("external_ids") or {}
+                    return ((r.columns.get("other_config") or {}).get("subnet"),
+                            ext.get(naming.NODE_UID_KEY, ""))
+            return None, ""
+        text, uid = KeyedRows(self.nb, timeout=self.timeout).read(read)
         try:
-            return netaddr.IPNetwork(text) if text else None
+            return (netaddr.IPNetwork(text) if text else None), uid
         except (netaddr.AddrFormatError, ValueError):
-            return None
+            return None, uid
 
     def _apply(self, scopes: tuple[str, ...], build: Callable[[NbView], list[Row]]) -> Plan:
         cmd = ApplyCommand(self.nb, scopes=scopes, build=build)
@@ -225,7 +248,8 @@ class NodeController:
             subnet = subnet_for(info.name, cluster=cluster, prefix=self.prefix,
                                 switches=_switch_subnets(view), nodes=self.snapshot())
             chosen[:] = [subnet]
-            return topology.node_rows(topology.NodeSpec(node=info.name, subnet=subnet))
+            return marked(topology.node_rows(topology.NodeSpec(node=info.name, subnet=subnet)),
+                          info.uid)
 
         try:
             plan = self._apply((naming.owner_node(info.name),), build)
@@ -276,6 +300,18 @@ class NodeController:
 
     def close(self) -> None:
         pass
+
+
+def marked(rows: list[Row], uid: str) -> list[Row]:
+    """minion-init's rows for a node, its switch marked with the Node's uid (what lets a later
+    sync tell a Node we knew, and that went, from one that never registered)."""
+    out = []
+    for row in rows:
+        if row.table == topology.LS and row.id.startswith(SWITCH_PREFIX):
+            ext = {**row.columns.get("external_ids", {}), naming.NODE_UID_KEY: uid}
+            row = replace(row, columns={**row.columns, "external_ids": ext})
+        out.append(row)
+    return out
 
 
 def _cluster_of(router: Any) -> netaddr.IPNetwork:

@@ -11,7 +11,8 @@ from ovn_k8s import ipam, naming, overlay, process
 
 PROG = "ovn-k8s-overlay"
 EXTRAS = ("mtu", "join_subnet", "service_cluster_ip_range", "cni_conf_dir", "cni_bin_dir",
-          "cni_plugin")
+          "cni_plugin", "kubeconfig", "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
+          "node_subnet_timeout")
 
 
 def master_init(args: argparse.Namespace) -> int:
@@ -26,7 +27,8 @@ def master_init(args: argparse.Namespace) -> int:
 def minion_init(args: argparse.Namespace) -> int:
     node = naming.node_name(args.node_name)
     cluster = ipam.parse_cidr(args.cluster_ip_subnet, "--cluster-ip-subnet")
-    subnet = ipam.parse_cidr(args.minion_switch_subnet, "--minion-switch-subnet")
+    subnet = (ipam.parse_cidr(args.minion_switch_subnet, "--minion-switch-subnet")
+              if args.minion_switch_subnet else None)
     overlay.minion_init(args, node=node, cluster=cluster, subnet=subnet)
     print("Initialization complete.")
     return 0
@@ -73,9 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = subcommand("minion-init", "Create this node's switch, its router port and management "
                    "port, and install the CNI configuration.",
-                   ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin", "service_cluster_ip_range"))
-    n.add_argument("--minion-switch-subnet", required=True, metavar="CIDR",
-                   help="this node's pod subnet, inside the cluster subnet, e.g. 10.244.1.0/24")
+                   ("mtu", "cni_conf_dir", "cni_bin_dir", "cni_plugin", "service_cluster_ip_range",
+                    "kubeconfig", "k8s_api_server", "k8s_api_token", "k8s_ca_certificate",
+                    "node_subnet_timeout"))
+    n.add_argument("--minion-switch-subnet", metavar="CIDR",
+                   help="this node's pod subnet, inside the cluster subnet, e.g. 10.244.1.0/24 "
+                        "(default: the subnet the watcher gave this node, from its annotation "
+                        "ovn-k8s/node-subnet, waited for up to --node-subnet-timeout)")
     n.set_defaults(func=minion_init)
 
     g = subcommand("gateway-init", "Make this node a gateway: gateway router bound to this "

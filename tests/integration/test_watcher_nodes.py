@@ -234,19 +234,34 @@ def test_restart_mid_way_pool_full_and_reuse(lab, kube, make_watcher):
     w.stop(signal.SIGKILL)
     early = annotations(kube)
     assert len(early) < 40, "the watcher was not killed mid-way"
-    for i in range(40, 70):
+    # While it is down: three annotated nodes leave, 33 join; a switch made by hand for a
+    # node that never registered (minion-init before its kubelet) must survive the sync.
+    left = sorted(early)[:3]
+    for name in left:
+        kube.delete("nodes", name)
+    for i in range(40, 73):
         kube.create("nodes", node_obj(f"n{i:02d}"))
+    write_topology(lab.nb, {"unregistered": "10.244.252.0/22"})
     w.start().wait_ready(60)
-    wait_until(lambda: len(annotations(kube)) == 64, 30, "the pool handed out")
+    # 70 Nodes, 63 free /22s (the 64th is the hand-made switch's).
+    wait_until(lambda: len(annotations(kube)) == 63, 30, "the pool handed out")
     subnets = annotations(kube)
     for name, subnet in early.items():
-        assert subnets[name] == subnet, f"{name} was given a new subnet"
-    assert len(set(subnets.values())) == 64
+        if name not in left:
+            assert subnets[name] == subnet, f"{name} was given a new subnet"
+    assert set(left).isdisjoint(switch_subnets(lab.nb)), "nodes gone while down kept rows"
+    assert switch_subnets(lab.nb)["unregistered"] == "10.244.252.0/22"
+    kube.create("nodes", node_obj("unregistered"))   # it registers: its subnet is kept
+    wait_until(lambda: annotations(kube).get("unregistered") == "10.244.252.0/22", 20,
+               "the hand-made switch adopted")
+    subnets = annotations(kube)
+    # 73 - 3 left + 1 registered late = 71 Nodes; the pool holds 64 /22s.
+    assert len(set(subnets.values())) == len(subnets) == 64
     nets = sorted(netaddr.IPNetwork(s) for s in subnets.values())
     assert all(n in CLUSTER and n.prefixlen == 22 for n in nets)
-    assert switch_subnets(lab.nb) == subnets
-    unallocated = sorted({f"n{i:02d}" for i in range(70)} - set(subnets))
-    assert len(unallocated) == 6
+    wait_until(lambda: switch_subnets(lab.nb) == subnets, 20, "the switches' subnets")
+    unallocated = sorted({f"n{i:02d}" for i in range(73)} - set(subnets) - set(left))
+    assert len(unallocated) == 7
 
     def event_for(name: str) -> bool:
         return any(e.get("reason") == "SubnetAllocationFailed" and
@@ -254,8 +269,8 @@ def test_restart_mid_way_pool_full_and_reuse(lab, kube, make_watcher):
                    for e in kube.list("events"))
     wait_until(lambda: all(event_for(n) for n in unallocated), 20, "Events on the nodes left out")
 
-    # Ten nodes go: the six waiting ones get their subnets, taken from the freed ones.
-    gone = [f"n{i:02d}" for i in range(0, 20, 2)]
+    # Ten nodes go: the seven waiting ones get their subnets, taken from the freed ones.
+    gone = [f"n{i:02d}" for i in range(3, 23, 2)]
     for name in gone:
         kube.delete("nodes", name)
     wait_until(lambda: set(unallocated) <= set(annotations(kube)), 30,
@@ -263,5 +278,5 @@ def test_restart_mid_way_pool_full_and_reuse(lab, kube, make_watcher):
     final = annotations(kube)
     freed = {subnets[n] for n in gone}
     assert {final[n] for n in unallocated} <= freed
-    assert len(set(final.values())) == len(final) == 60
+    assert len(set(final.values())) == len(final) == 61
     wait_until(lambda: switch_subnets(lab.nb) == final, 20, "the NB switches equal the annotations")
