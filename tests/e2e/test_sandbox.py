@@ -209,9 +209,10 @@ def real_cluster_with_kubectl(directory: str, state: State) -> None:
     eventually(lambda: namespaces(state.prefix + "-pod-shop") == [f"{state.prefix}-pod-shop-{left}"],
                what="the deleted pods' namespaces removed")
     assert eventually(lambda: answers(state.ns("node2"), f"http://{vip}/", tries=5) == {left}, what="VIP -> one pod")
-    # Deleting the namespace ends once its pods' deletions are confirmed.
-    kubectl(directory, "delete", "namespace", "shop", "--timeout=60s")
-    assert namespaces(state.prefix + "-pod-shop") == []
+    # kubectl delete pod waits until the pod is gone: the agent's confirmation ends it, after
+    # the pod's network namespace is removed.
+    kubectl(directory, "delete", "pod", left, "-n", "shop", "--timeout=30s")
+    assert f"{state.prefix}-pod-shop-{left}" not in namespaces(state.prefix + "-pod-shop")
 
 
 DEPLOYMENT = """
