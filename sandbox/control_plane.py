@@ -499,8 +499,8 @@ class ControlPlane:
         # token,user,uid,"groups": read by the apiserver from this file only.
         _write_private(self.workdir / "tokens.csv",
                        f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
-        self.write_kubeconfig(self.admin_kubeconfig)
         self.etcd_port, self.peer_port, self.port, self.kcm_port = _free_ports(4)
+        self.write_kubeconfig(self.admin_kubeconfig)  # for the controller manager, scheduler
         try:
             self._start_etcd()
             self._start_apiserver()
@@ -581,7 +581,8 @@ class ControlPlane:
             "--bind-address", "127.0.0.1", "--secure-port", "0",
         ])
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
+        """RuntimeError naming the first daemon that exited, with its log's tail."""
         for name, proc in self.procs.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; log tail:\n"
@@ -594,7 +595,7 @@ class ControlPlane:
         with _session(self.ca_file) as session:
             session.headers["Authorization"] = f"Bearer {self.admin_token}"
             while True:
-                self._check_alive()
+                self.check_alive()
                 try:
                     resp = session.get(f"{self.url}/readyz", timeout=2)
                     if resp.status_code == 200:

@@ -194,6 +194,7 @@ class RealKube:
 
 @pytest.fixture
 def real_kube(real_cluster: RealCluster) -> RealKube:
+    real_cluster.cp.check_alive()   # a daemon that died during an earlier test: say which
     kube = RealKube(real_cluster)
     kube.clear()
     return kube
