@@ -26,6 +26,8 @@ setup(
         "bin/ovn-k8s-gateway-helper",
         "bin/ovn-k8s-sandbox",
         "bin/ovn-docker-driver",
+        "bin/ovn-integrate",
+        "bin/ovn-container",
     ],
     # Pins: what a library-internal use was measured and contract-tested with
     # (tests/unit/test_library_contracts.py). python-ovs is Debian's python3-openvswitch (3.1,

@@ -278,6 +278,23 @@ class LocalOvsdb:
         """The datapath ovn-controller uses for br-int (netdev for the userspace datapath)."""
         return self.external_ids().get("ovn-bridge-datapath-type") or None
 
+    def iface_types(self) -> list[str]:
+        """The interface types ovs-vswitchd supports (geneve, vxlan, stt, ...)."""
+        self._refresh()
+        rows = self._rows("Open_vSwitch")
+        return sorted(rows[0].iface_types) if rows else []
+
+    def ensure_external_ids(self, wanted: Mapping[str, str]) -> list[str]:
+        """Queue the Open_vSwitch external_ids keys that differ from `wanted` (other keys
+        stay); returns the keys that will change."""
+        have = self.external_ids()
+        changed = sorted(k for k, v in wanted.items() if have.get(k) != v)
+        if changed:
+            values = {k: wanted[k] for k in changed}
+            self._queue("set external_ids " + ",".join(changed),
+                        lambda txn: [self._root().setkey("external_ids", k, v) for k, v in values.items()])
+        return changed
+
     def bridges(self) -> list[Any]:
         """Every Bridge row."""
         self._refresh()
@@ -348,7 +365,8 @@ class LocalOvsdb:
             raise OvsdbError(f"OVS {table} {name} does not exist")
         return row
 
-    def _add_port(self, txn: Any, bridge: str, name: str, iface_columns: Mapping[str, Any]) -> None:
+    def _add_port(self, txn: Any, bridge: str, name: str, iface_columns: Mapping[str, Any],
+                  port_columns: Mapping[str, Any] | None = None) -> None:
         if self._port(name) is not None:
             return  # made meanwhile by someone else: ensure_* on the next run converges it
         iface = txn.insert(self.idl.tables["Interface"])
@@ -358,6 +376,8 @@ class LocalOvsdb:
         port = txn.insert(self.idl.tables["Port"])
         port.name = name
         port.interfaces = [iface]
+        for column, value in (port_columns or {}).items():
+            setattr(port, column, value)
         self._need("Bridge", bridge).addvalue("ports", port)
 
     def _set(self, table: str, name: str, column: str, value: Any) -> None:
@@ -408,15 +428,22 @@ class LocalOvsdb:
         self.ensure_bridge(naming.BR_INT, fail_mode="secure",
                            other_config={"disable-in-band": "true"})
 
-    def ensure_port(self, bridge: str, name: str, **iface: Any) -> None:
-        """Port `name` on `bridge` whose Interface has at least the given column values."""
+    def ensure_port(self, bridge: str, name: str, *, tag: int | None = None, **iface: Any) -> None:
+        """Port `name` on `bridge` whose Interface has at least the given column values (and
+        the Port the VLAN `tag`, when given: an access port)."""
         current = self.port_bridge(name)
         if current is not None and current != bridge:
             self._queue(f"remove {name} from {current}", lambda txn: self._del_port(name))
             current = None
         if current is None:
-            self._queue(f"add {name} to {bridge}", lambda txn: self._add_port(txn, bridge, name, iface))
+            port_columns = {"tag": [tag]} if tag is not None else {}
+            self._queue(f"add {name} to {bridge}",
+                        lambda txn: self._add_port(txn, bridge, name, iface, port_columns))
             return
+        if tag is not None:
+            found = self._port(name)
+            if found is not None and list(found[1].tag) != [tag]:
+                self._queue(f"set {name} tag", lambda txn: setattr(self._port(name)[1], "tag", [tag]))
         row = self.interface(name)
         changes = []
         for column, value in iface.items():

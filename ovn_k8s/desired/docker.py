@@ -188,7 +188,7 @@ def switch_rows(spec: SwitchSpec) -> list[Row]:
     if spec.created_by:
         ids[CREATED_BY_KEY] = spec.created_by
     other = {"subnet": str(spec.subnet)}
-    excluded = sorted({*spec.exclude, *([] if spec.router is None else [])}, key=lambda s: netaddr.IPAddress(s))
+    excluded = sorted(set(spec.exclude), key=lambda s: netaddr.IPAddress(s.split("..")[0]))
     if excluded:
         other["exclude_ips"] = " ".join(excluded)
     rows = [Row(LS, switch_id(spec.name), owner, {"name": spec.name, "other_config": other,
@@ -222,6 +222,7 @@ class EndpointSpec:
     tag: int | None = None         # underlay: the VLAN tag behind the parent
     created_by: str | None = None
     display_name: str | None = None
+    container: str | None = None   # ovn-container: the network container holding it
 
 
 def endpoint_rows(spec: EndpointSpec) -> list[Row]:
@@ -235,6 +236,8 @@ def endpoint_rows(spec: EndpointSpec) -> list[Row]:
         ids[CREATED_BY_KEY] = spec.created_by
     if spec.display_name:
         ids[NAME_KEY] = spec.display_name
+    if spec.container:
+        ids[CONTAINER_KEY] = spec.container
     columns: dict[str, object] = {"name": spec.name, "addresses": [addresses],
                                   "port_security": [addresses], "external_ids": ids}
     if spec.parent is not None:
@@ -244,6 +247,15 @@ def endpoint_rows(spec: EndpointSpec) -> list[Row]:
         columns["tag_request"] = spec.tag
     return [Row(LSP, spec.name, endpoint_owner(spec.name), columns,
                 parent=Parent(LS, switch_id(spec.switch), "ports"))]
+
+
+def lowest_free_tag(used: Iterable[int]) -> int:
+    """The VLAN tag of a new child port behind a parent: the lowest one its siblings lack."""
+    taken = set(used)
+    for tag in range(1, 4095):
+        if tag not in taken:
+            return tag
+    raise ConfigError("no VLAN tag left behind this parent port (4094 in use)")
 
 
 def switch_ref(switch: str) -> Ref:

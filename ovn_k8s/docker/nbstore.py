@@ -127,6 +127,32 @@ def endpoint_of(view: NbView, name: str) -> Endpoint | None:
     return None
 
 
+def all_endpoint_ports(view: NbView) -> list[Any]:
+    return view.owned(build.LSP, build.OWNER_ENDPOINT)
+
+
+def resolve_network(view: NbView, key: str) -> Network:
+    """An ovn-container network by name or UUID."""
+    for net in networks(view):
+        if net.switch == key or str(net.row.uuid) == key:
+            return net
+    raise NetworkNotFound(f"no network {key!r} in the OVN NB")
+
+
+def resolve_endpoint(view: NbView, key: str) -> Endpoint:
+    """An endpoint by its UUID (the logical port's name) or the name given at creation."""
+    matches = [p for p in all_endpoint_ports(view)
+               if p.name == key or p.external_ids.get(build.NAME_KEY) == key]
+    if not matches:
+        raise NotReadyError(f"no endpoint {key!r} in the OVN NB")
+    if len(matches) > 1:
+        raise ConfigError(f"more than one endpoint is named {key!r}: give its UUID")
+    ep = endpoint_of(view, matches[0].name)
+    if ep is None:
+        raise NotReadyError(f"endpoint {key!r} has no address in the OVN NB")
+    return ep
+
+
 class DockerNb:
     """One NB connection (ovsdbapp's, thread-safe) shared by the driver's request threads."""
 
@@ -278,7 +304,8 @@ class DockerNb:
     def create_endpoint(self, *, name: str, ip: netaddr.IPAddress | None, mac: str | None,
                         network_id: str | None = None, switch: str | None = None,
                         parent: str | None = None, tag: int | None = None,
-                        created_by: str | None = None, display_name: str | None = None) -> Endpoint:
+                        created_by: str | None = None, display_name: str | None = None,
+                        container: str | None = None) -> Endpoint:
         """The endpoint's logical port on the network's switch: `ip` if free there (None: the
         lowest free address of the switch, decided in the transaction)."""
         out: list[Endpoint] = []
@@ -297,6 +324,13 @@ class DockerNb:
                     raise ConfigError(f"a logical port named {name} already exists (owner "
                                       f"{_owner(port) or 'none'})")
             view.verify(net.row, "ports")       # concurrent endpoints on the switch re-plan
+            chosen_tag = tag
+            if parent is not None and tag is None:
+                siblings = [p for p in all_endpoint_ports(view)
+                            if p.name != name and list(p.parent_name) == [parent]]
+                current = [p for p in view.rows(build.LSP, name) if list(p.tag_request)]
+                chosen_tag = (current[0].tag_request[0] if current else
+                              build.lowest_free_tag(t for p in siblings for t in p.tag_request))
             used = used_ips(net, excluding=name)
             if ip is None:
                 chosen = build.lowest_free(net.spec.subnet, used)
@@ -310,14 +344,30 @@ class DockerNb:
             spec = build.EndpointSpec(name=name, switch=net.switch, ip=chosen,
                                       prefixlen=net.spec.subnet.prefixlen,
                                       mac=mac or build.endpoint_mac(chosen), network_id=network_id,
-                                      host=self.system_id, parent=parent, tag=tag,
-                                      created_by=created_by, display_name=display_name)
+                                      host=self.system_id, parent=parent, tag=chosen_tag,
+                                      created_by=created_by, display_name=display_name,
+                                      container=container)
             out[:] = [Endpoint(name=name, switch=net.switch, ip=chosen, prefixlen=spec.prefixlen,
                                mac=spec.mac, gateway=net.spec.gateway if net.spec.router else None,
-                               parent=parent, tag=tag, external_ids={}, uuid="")]
+                               parent=parent, tag=chosen_tag, external_ids={}, uuid="")]
             return build.endpoint_rows(spec), ()
         self.apply((build.endpoint_owner(name),), fn)
         return out[0]
+
+    def set_endpoint_container(self, name: str, container: str | None) -> None:
+        """Record (or clear) the network container holding an ovn-container endpoint."""
+        def fn(view: NbView) -> tuple[list[Row], Iterable[str]]:
+            ep = endpoint_of(view, name)
+            if ep is None:
+                raise NotReadyError(f"no endpoint {name} in the OVN NB")
+            ids = ep.external_ids
+            spec = build.EndpointSpec(
+                name=name, switch=ep.switch, ip=ep.ip, prefixlen=ep.prefixlen, mac=ep.mac,
+                network_id=ids.get(build.NETWORK_KEY), host=ids.get(build.HOST_KEY),
+                parent=ep.parent, tag=ep.tag, created_by=ids.get(build.CREATED_BY_KEY),
+                display_name=ids.get(build.NAME_KEY), container=container)
+            return build.endpoint_rows(spec), ()
+        self.apply((build.endpoint_owner(name),), fn)
 
     def delete_endpoint(self, name: str) -> bool:
         return bool(self.apply((build.endpoint_owner(name),), lambda view: ([], ())))

@@ -19,7 +19,7 @@ import pytest
 from sandbox.lab.cluster import Lab, Node
 from sandbox.lab.docker import DockerDriver, DockerEngine, plugin_call
 from sandbox.lab.proc import run, wait_for
-from tests.helpers import nb_dump
+from tests.helpers import cli, nb_dump, ok
 
 pytestmark = pytest.mark.e2e
 
@@ -340,3 +340,142 @@ def test_bad_input_to_every_call_is_one_clear_error_and_writes_nothing(hosts: La
     assert nb_dump(lab) == before
     assert h1.links() == links
     assert "bad" not in h1.docker("network", "ls")
+
+
+# --- ovn-integrate -----------------------------------------------------------------------------------
+def ovs_dump(node: Node) -> str:
+    """What ovn-integrate writes (next_cfg counts transactions that went to ovs-vswitchd)."""
+    return "".join(run(["ovsdb-client", "dump", node.ovs_db, "Open_vSwitch", table, *columns]).stdout
+                   for table, columns in (("Open_vSwitch", ("external_ids", "next_cfg")),
+                                          ("Bridge", ("name", "external_ids", "fail_mode",
+                                                      "other_config", "ports"))))
+
+
+def test_ovn_integrate_is_idempotent_and_refuses_bad_input(hosts: Lab2) -> None:
+    lab, h2 = hosts.lab, hosts.h2
+    node = h2.node
+    for args in (("create-integration-bridge",), ("set-ipam", lab.nb, lab.sb),
+                 ("set-tep", node.encap_ip), ("set-encap-type", "geneve")):
+        ok(cli(node, "ovn-integrate", *args))
+    ids = node.vsctl("get", "open_vswitch", ".", "external_ids")
+    assert f'ovn-nb="{lab.nb}"' in ids and f'ovn-remote="{lab.sb}"' in ids
+    assert node.vsctl("br-get-external-id", "br-int", "bridge-id") == "br-int"
+    assert node.vsctl("get", "bridge", "br-int", "fail_mode") == "secure"
+    before = ovs_dump(node)
+    for args in (("create-integration-bridge",), ("set-ipam", lab.nb, lab.sb),
+                 ("set-tep", node.encap_ip), ("set-encap-type", "geneve")):
+        ok(cli(node, "ovn-integrate", *args))
+    assert ovs_dump(node) == before                      # a re-run writes nothing
+    bad = {("set-encap-type", "stt"): "stt tunnels are not supported here: the userspace",
+           ("set-encap-type", "gre"): "not one of geneve, vxlan, stt",
+           ("set-tep", "banana"): "not an IP address",
+           ("set-ipam", "banana"): "not an IP address",
+           ("set-ipam", "tcp:10.0.0.1:6641"): "give the SB address too",
+           ("set-ipam", "tcp:10.0.0.1:x", "tcp:10.0.0.1:6642"): "not an OVSDB address",
+           ("nics-to-bridge", "nosuchnic0"): "nosuchnic0"}
+    for args, message in bad.items():
+        proc = cli(node, "ovn-integrate", *args)
+        assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert ovs_dump(node) == before
+    assert cli(node, "ovn-integrate").returncode == 1     # no command: the usage
+    # nics-to-bridge: the same step as ovn-k8s-util's, idempotent.
+    node.exec(["ip", "link", "add", "nic9", "type", "veth", "peer", "name", "nic9p"])
+    try:
+        node.exec(["ip", "addr", "add", "10.99.9.1/24", "dev", "nic9"])
+        node.exec(["ip", "link", "set", "nic9", "up"])
+        ok(cli(node, "ovn-integrate", "nics-to-bridge", "nic9"))
+        ok(cli(node, "ovn-integrate", "nics-to-bridge", "nic9"))
+        assert "10.99.9.1/24" in node.exec(["ip", "-o", "addr", "show", "brnic9"]).stdout
+        assert node.vsctl("port-to-br", "nic9") == "brnic9"
+    finally:
+        node.vsctl("--if-exists", "del-br", "brnic9")
+        node.exec(["ip", "link", "del", "nic9"], check=False)
+
+
+# --- ovn-container: the original document's overlay walkthrough, line by line --------------------------
+def container_cli(host: Host, *args: str) -> str:
+    proc = cli(host.node, "ovn-container", *args, env={"DOCKER_HOST": host.engine.host})
+    return ok(proc).stdout.strip()
+
+
+def test_the_original_overlay_walkthrough(hosts: Lab2) -> None:
+    lab, h1 = hosts.lab, hosts.h1
+    node = h1.node
+    # ovn-integrate create-integration-bridge / set-ipam $IPAM_IP / set-tep $LOCAL_IP
+    ok(cli(node, "ovn-integrate", "create-integration-bridge"))
+    ok(cli(node, "ovn-integrate", "set-ipam", lab.nb, lab.sb))
+    ok(cli(node, "ovn-integrate", "set-tep", node.encap_ip))
+    # ovn-container init --bridge br-int --overlay-mode
+    container_cli(h1, "init", "--bridge", "br-int", "--overlay-mode")
+    # ovn-container net-create ls0 192.168.1.0/24: "returns a uuid for that network"
+    net_uuid = container_cli(h1, "net-create", "ls0", "192.168.1.0/24")
+    assert net_uuid == lab.nbctl("get", "Logical_Switch", "ls0", "_uuid")
+    # ovn-container net-list
+    listing = container_cli(h1, "net-list")
+    assert listing.splitlines()[1].split() == ["|", "id", "|", "name", "|", "subnets", "|"]
+    assert f"| {net_uuid} | ls0  | 192.168.1.0/24 |" in listing
+    # ovn-container endpoint-create ls0 ls0p0: "returns a uuid for that port"
+    ep0 = container_cli(h1, "endpoint-create", "ls0", "ls0p0")
+    ep1 = container_cli(h1, "endpoint-create", "ls0", "ls0p1")
+    assert lab.nbctl("lsp-get-addresses", ep0) == "0a:58:c0:a8:01:02 192.168.1.2"
+    # ovn-container endpoint-list
+    listing = container_cli(h1, "endpoint-list")
+    assert f'| {ep0} | ls0p0 | 0a:58:c0:a8:01:02 | {{"network": "ls0", "ip_address": "192.168.1.2"}} |' in listing
+    # ovn-container container-create --network=ls0p0: returns the network container's id
+    nc0 = container_cli(h1, "container-create", "--network=ls0p0", "--image", IMAGE)
+    nc1 = container_cli(h1, "container-create", f"--network={ep1}", "--image", IMAGE)
+    assert lab.nbctl("get", "Logical_Switch_Port", ep0, "up") == "true"
+    # docker run -d --net=container:$NETWORK_CONTAINER ...
+    h1.docker("run", "-d", "--name", "wl0", f"--net=container:{nc0}", IMAGE, "sleep", "3600")
+    h1.docker("run", "-d", "--name", "wl1", f"--net=container:{nc1}", IMAGE, "sleep", "3600")
+    addr = h1.engine.exec("wl0", "ip", "-o", "addr", "show", "eth1").stdout
+    assert "192.168.1.2/24" in addr
+    assert h1.ping("wl0", "192.168.1.3")
+    # Bad input: one line, nothing written.
+    before = nb_dump(lab)
+    for args, message in ((("net-create", "ls0", "192.168.1.0/24"), "already exists"),
+                          (("net-create", "lsx", "192.168.1.0"), "not an IPv4 CIDR"),
+                          (("net-create", "bad name", "10.0.0.0/24"), "not a valid name"),
+                          (("endpoint-create", "nosuch"), "no network 'nosuch'"),
+                          (("endpoint-create", "ls0", "ls0p0"), "already exists"),
+                          (("endpoint-delete", "nosuch"), "no endpoint 'nosuch'"),
+                          (("container-create", "--network=ls0p0", "--image", IMAGE), "already in network container"),
+                          (("net-delete", "ls0"), "in use")):
+        proc = cli(node, "ovn-container", *args, env={"DOCKER_HOST": h1.engine.host})
+        assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert nb_dump(lab) == before
+    # After you stop your container: ovn-container endpoint-delete ls0p0 (the network container
+    # goes with its last endpoint)
+    h1.docker("rm", "-f", "wl0")
+    container_cli(h1, "endpoint-delete", "ls0p0")
+    assert nc0 not in h1.docker("ps", "-aq", "--no-trunc").split()
+    assert ep0 not in lab.nbctl("lsp-list", "ls0")
+    assert f"{ep0[:13]}_l" not in h1.links()
+    h1.docker("rm", "-f", "wl1")
+    container_cli(h1, "endpoint-delete", ep1)
+    assert nc1 not in h1.docker("ps", "-aq", "--no-trunc").split()
+    # ovn-container net-delete ls0
+    container_cli(h1, "net-delete", "ls0")
+    assert "ls0" not in switches(lab)
+
+
+def test_a_docker_network_on_an_ovn_container_network(hosts: Lab2) -> None:
+    """`-o switch=NAME` joins a network ovn-container made: one switch, both kinds of ports."""
+    lab, h1, h2 = hosts.lab, hosts.h1, hosts.h2
+    container_cli(h1, "init", "--bridge", "br-int", "--overlay-mode")
+    container_cli(h1, "net-create", "mixed", "10.80.0.0/24")
+    ep = container_cli(h1, "endpoint-create", "mixed", "m0")
+    nc = container_cli(h1, "container-create", "--network=m0", "--image", IMAGE)
+    create(h2, "mixed", "10.80.0.0/24", "-o", "switch=mixed")
+    ip = h2.run("mixed-a", "mixed")
+    assert ip == "10.80.0.3"
+    assert h2.ping("mixed-a", "10.80.0.2")
+    h2.docker("rm", "-f", "mixed-a")
+    h2.docker("network", "rm", "mixed")
+    assert "mixed" in switches(lab)                    # ovn-container's network stays
+    container_cli(h1, "endpoint-delete", ep)
+    assert nc not in h1.docker("ps", "-aq", "--no-trunc").split()
+    container_cli(h1, "net-delete", "mixed")
+    assert "mixed" not in switches(lab)
