@@ -18,6 +18,8 @@ WATCHER = {
     ("", "events"): {"create"},                        # watcher/events.py
     ("networking.k8s.io", "networkpolicies"): {"list", "watch"},
     ("", "namespaces"): {"list", "watch"},             # policies' namespace selectors
+    ("", "nodes"): {"list", "watch", "patch"},         # --allocate-node-subnets (watcher/nodes.py)
+    ("coordination.k8s.io", "leases"): {"get", "create", "update"},  # --leader-elect
 }
 CNI = {("", "pods"): {"get", "watch"}}                 # one GET, then a watch of that pod
 
