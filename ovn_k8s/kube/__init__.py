@@ -2,7 +2,7 @@
 
 - `params`: ConnectionParams (where the server is, how to authenticate), resource_path
 - `rest`: KubeClient over requests (raw dicts; every verb)
-- `lite`: LiteClient over http.client (get, watch, annotate) for the hot paths: the CNI
+- `lite`: LiteClient over plain sockets (get, watch, annotate) for the hot paths: the CNI
   plugin's ADD and the watcher's annotation PATCHes
 - `auth`: ConnectionParams from a kubeconfig, the service account, or OVS-style values
 - `watch`: list_then_watch, our own list/watch loop (V9)

@@ -1,6 +1,6 @@
 """Where the API server is, how to authenticate to it, and where a resource lives on it.
 
-Shared by both transports, `rest.KubeClient` (requests) and `lite.LiteClient` (http.client),
+Shared by both transports, `rest.KubeClient` (requests) and `lite.LiteClient` (plain sockets),
 and by `auth`, which builds `ConnectionParams`. Standard library only: the CNI plugin imports
 it on every ADD (V11).
 """
