@@ -22,6 +22,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from sandbox.lab.cluster import REGISTRY, Lab, down_dir
 from sandbox.lab.proc import alive, read_pid, stop_pidfile
@@ -44,6 +46,9 @@ from sandbox.state import (
     start_daemon,
     wait_log,
 )
+
+if TYPE_CHECKING:
+    from sandbox.control_plane import ControlPlane
 
 Out = Callable[[str], None]
 # Our own daemons, stopped first on down (before the lab's OVS/OVN daemons and the pods).
@@ -139,25 +144,30 @@ def _build(directory: str, nodes: int, out: Out, control_plane: str = EMBEDDED) 
     lab = Lab(prefix=prefix, dir=state.lab_dir)
     state.central_ip = lab.central_ip
     state.save()
-    step(f"OVN central (NB, SB, ovn-northd) in namespace {state.ns('central')}")
-    lab.up_central()
-    names = [f"node{i}" for i in range(1, nodes + 1)]
-    state.nodes = names
-    for name in names:
-        node = lab.add_node(name)
-        state.encap_ips[name] = node.encap_ip
-    step(f"{nodes} node(s): {', '.join(state.ns(n) for n in names)} (own OVS + ovn-controller each)")
-    lab.add_outside(f"{OUTSIDE_IP}/24")
-    lab.connect_outside(lab.nodes["node1"])
-    state.save()
-
-    # The API server, as its own process on loopback; the nodes reach it through a forwarder.
     d = state.daemon_dir
     os.makedirs(d, exist_ok=True)
-    if state.real:
-        _start_real_control_plane(state, step)
-    else:
-        _start_embedded_api_server(state, step)
+    # The real control plane takes seconds to start and needs nothing of the lab but its
+    # address: it starts meanwhile, in a thread (its daemons' pid files are written as they
+    # start, so a failure on either side leaves nothing 'down' cannot find).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        control_plane_started = pool.submit(_real_control_plane, state) if state.real else None
+        step(f"OVN central (NB, SB, ovn-northd) in namespace {state.ns('central')}")
+        lab.up_central()
+        names = [f"node{i}" for i in range(1, nodes + 1)]
+        state.nodes = names
+        for name in names:
+            node = lab.add_node(name)
+            state.encap_ips[name] = node.encap_ip
+        step(f"{nodes} node(s): {', '.join(state.ns(n) for n in names)} (own OVS + ovn-controller each)")
+        lab.add_outside(f"{OUTSIDE_IP}/24")
+        lab.connect_outside(lab.nodes["node1"])
+        state.save()
+
+        # The API server, as its own process on loopback; the nodes reach it through a forwarder.
+        if control_plane_started is not None:
+            _registered_real_control_plane(state, control_plane_started.result(), step)
+        else:
+            _start_embedded_api_server(state, step)
     start_daemon(d, "forwarder", python_module("sandbox.forward", state.ns("central"),
                                                state.central_ip, str(API_PORT_IN_LAB), str(state.api_port)))
     wait_log(f"{d}/forwarder.log", "forwarding", 10, f"{d}/forwarder.pid")
@@ -176,16 +186,19 @@ def _build(directory: str, nodes: int, out: Out, control_plane: str = EMBEDDED) 
     return state
 
 
-def _start_real_control_plane(state: State, step: Callable[[str], None]) -> None:
+def _real_control_plane(state: State) -> ControlPlane:
     """etcd, kube-apiserver, kube-controller-manager, kube-scheduler on 127.0.0.1, detached, one
     pid file each in the daemon directory (sandbox.real_control_plane)."""
     from sandbox import real_control_plane
 
-    d = state.daemon_dir
     try:
-        cp = real_control_plane.start(d, state.central_ip, state.kubeconfig)
+        return real_control_plane.start(state.daemon_dir, state.central_ip, state.kubeconfig)
     except (OSError, RuntimeError) as exc:
         raise SandboxError(f"the real control plane did not start: {exc}") from None
+
+
+def _registered_real_control_plane(state: State, cp: ControlPlane, step: Callable[[str], None]) -> None:
+    """Record the started control plane in the state and the lab registry."""
     state.api_port = cp.port
     state.token = cp.admin_token
     state.api_ca_file = cp.ca_file
