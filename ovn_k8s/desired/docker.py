@@ -205,8 +205,49 @@ def switch_rows(spec: SwitchSpec) -> list[Row]:
     return rows
 
 
-def router_rows(router: str) -> list[Row]:
-    return [Row(LR, router_id(router), router_owner(router), {"name": router})]
+@dataclass(frozen=True, slots=True)
+class GatewaySpec:
+    """Egress for every network on a router: the router becomes a gateway router on `chassis`,
+    whose NIC `nic` (a port of that host's br-int) is its leg on the physical network with
+    address `ip`; traffic leaves SNATed to that address, with a default route via `next_hop`."""
+
+    chassis: str
+    nic: str
+    ip: netaddr.IPNetwork       # address/len on the physical network
+    next_hop: netaddr.IPAddress
+
+
+def gateway_nic_port(router: str) -> str:
+    """The logical port the gateway host's NIC binds (its iface-id)."""
+    return f"nic-{router}"
+
+
+def router_rows(router: str, gateway: GatewaySpec | None = None) -> list[Row]:
+    """The router; with `gateway`: its chassis, external switch, NIC port, SNAT and default route
+    (the router scope's rows: applied only by the host that declares the gateway)."""
+    owner = router_owner(router)
+    rid = router_id(router)
+    if gateway is None:
+        return [Row(LR, rid, owner, {"name": router})]
+    ext, rtoe, etor = f"ext-{router}", f"rtoe-{router}", f"etor-{router}"
+    ext_id = f"docker-external:{router}"
+    return [
+        Row(LR, rid, owner, {"name": router, "options": {"chassis": gateway.chassis}}),
+        Row(LS, ext_id, owner, {"name": ext}),
+        Row(LRP, rtoe, owner, {"name": rtoe, "mac": ipam.mac_from_ip(gateway.ip.ip),
+                               "networks": [str(gateway.ip)]}, parent=Parent(LR, rid, "ports")),
+        Row(LSP, etor, owner, {"name": etor, "type": "router", "addresses": ["router"],
+                               "options": {"router-port": rtoe}}, parent=Parent(LS, ext_id, "ports")),
+        Row(LSP, gateway_nic_port(router), owner, {"name": gateway_nic_port(router),
+                                                   "addresses": ["unknown"]},
+            parent=Parent(LS, ext_id, "ports")),
+        Row("NAT", f"docker-snat:{router}", owner, {"type": "snat", "external_ip": str(gateway.ip.ip),
+                                                    "logical_ip": "0.0.0.0/0"},
+            parent=Parent(LR, rid, "nat")),
+        Row("Logical_Router_Static_Route", f"docker-default:{router}", owner, {
+            "ip_prefix": "0.0.0.0/0", "nexthop": str(gateway.next_hop), "output_port": rtoe},
+            parent=Parent(LR, rid, "static_routes")),
+    ]
 
 
 @dataclass(frozen=True, slots=True)

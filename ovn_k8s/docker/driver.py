@@ -48,7 +48,8 @@ GATEWAY_REQUEST = "com.docker.network.gateway"
 GENERIC = "com.docker.network.generic"
 MAC_OPTION = "com.docker.network.endpoint.macaddress"
 HOLD_SECONDS = 60.0            # an address handed out and not (yet) used by an endpoint
-NETWORK_OPTIONS = ("switch", "router")
+NETWORK_OPTIONS = ("switch", "router", "gateway-nic", "gateway-ip", "gateway-next-hop")
+GATEWAY_OPTIONS = NETWORK_OPTIONS[2:]
 
 
 class DriverError(OvnK8sError):
@@ -217,7 +218,7 @@ class Driver:
         unknown = sorted(set(opts) - set(NETWORK_OPTIONS))
         if unknown:
             raise DriverError(f"unknown option(s) {', '.join(unknown)}: the ovn driver takes -o "
-                              + ", -o ".join(f"{o}=NAME" for o in NETWORK_OPTIONS))
+                              + ", -o ".join(f"{o}=..." for o in NETWORK_OPTIONS))
         try:
             subnet = build.parse_subnet(_req(v4[0], "Pool", "IPv4Data Pool"), "subnet")
             gateway = build.parse_ip(_req(v4[0], "Gateway", "IPv4Data Gateway"), subnet, "gateway")
@@ -225,20 +226,74 @@ class Driver:
             router = build.check_name(opts["router"], "router") if opts.get("router") else None
             aux = [str(build.parse_ip(a, subnet, "aux address"))
                    for a in (body.get("AuxAddresses") or {}).values()]
+            egress = self._gateway(opts, router)
             spec = self.nb.create_network(network_id=network_id, switch=switch, subnet=subnet,
-                                          gateway=gateway, router=router, exclude=aux)
+                                          gateway=gateway, router=router, exclude=aux,
+                                          gateway_spec=egress)
+            if egress is not None:
+                self._plug_nic(egress, router)
         except ConfigError as e:
             raise DriverError(str(e)) from None
         LOG.info("network %s: logical switch %s (%s, gateway %s%s)", network_id[:12], spec.name,
                  spec.subnet, spec.gateway, f", router {spec.router}" if spec.router else "")
         return {}
 
+    def _gateway(self, opts: Mapping[str, Any], router: str | None) -> build.GatewaySpec | None:
+        given = [o for o in GATEWAY_OPTIONS if opts.get(o)]
+        if not given:
+            return None
+        if router is None:
+            raise ConfigError("-o gateway-... needs -o router=NAME: the gateway is the router's")
+        missing = [o for o in GATEWAY_OPTIONS if not opts.get(o)]
+        if missing:
+            raise ConfigError(f"-o {', -o '.join(missing)} missing: a gateway needs "
+                              "gateway-nic, gateway-ip (address/len) and gateway-next-hop")
+        nic = str(opts["gateway-nic"])
+        try:
+            netlink.check_ifname(nic, "gateway-nic")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        text = str(opts["gateway-ip"])
+        try:
+            iface = netaddr.IPNetwork(text) if "/" in text else None
+        except (netaddr.AddrFormatError, ValueError):
+            iface = None
+        if iface is None or iface.version != 4:
+            raise ConfigError(f"-o gateway-ip={text}: give an IPv4 address/len, e.g. 192.0.2.10/24")
+        physical = iface.cidr
+        ip = build.parse_ip(str(iface.ip), physical, "gateway-ip")
+        hop = build.parse_ip(str(opts["gateway-next-hop"]), physical, "gateway-next-hop")
+        if netlink.link_index(nic) is None:
+            raise ConfigError(f"-o gateway-nic={nic}: no such interface on this host")
+        return build.GatewaySpec(chassis=self.nb.system_id, nic=nic,
+                                 ip=netaddr.IPNetwork(f"{ip}/{physical.prefixlen}"), next_hop=hop)
+
+    def _plug_nic(self, egress: build.GatewaySpec, router: str) -> None:
+        """The gateway's NIC into br-int, bound to the router's external switch."""
+        with LocalOvsdb(self.host.ovs_db, timeout=self.host.timeout) as ovs:
+            ovs.ensure_port(self.host.bridge, egress.nic, external_ids={
+                IFACE_ID_KEY: build.gateway_nic_port(router), naming.OWNER_KEY: build.router_owner(router)})
+            ovs.commit()
+
     def delete_network(self, body: dict[str, Any]) -> dict[str, Any]:
         network_id = _docker_id(body, "NetworkID")
         switch = self.nb.delete_network(network_id=network_id)
         if switch is None:
             LOG.warning("network %s: not in the NB; nothing to delete", network_id[:12])
+        self._unplug_gone_gateways()
         return {}
+
+    def _unplug_gone_gateways(self) -> None:
+        """A gateway NIC whose router has left the NB goes back out of br-int."""
+        routers = self.nb.read(lambda view: {r.name for r in view.owned(build.LR, build.OWNER_ROUTER)})
+        with LocalOvsdb(self.host.ovs_db, timeout=self.host.timeout) as ovs:
+            for state in ovs.bridge_interfaces(self.host.bridge) or []:
+                owner = state.external_ids.get(naming.OWNER_KEY, "")
+                if owner.startswith(build.OWNER_ROUTER) and owner[len(build.OWNER_ROUTER):] not in routers:
+                    LOG.info("%s: router %s is gone: removing its gateway NIC from %s", state.name,
+                             owner[len(build.OWNER_ROUTER):], self.host.bridge)
+                    ovs.remove_owned_ports(owner, keep=())
+            ovs.commit()
 
     # -- endpoints ------------------------------------------------------------------------------
     def create_endpoint(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -193,7 +193,8 @@ class DockerNb:
     def create_network(self, *, network_id: str | None, switch: str, subnet: netaddr.IPNetwork,
                        gateway: netaddr.IPAddress, router: str | None = None,
                        exclude: Iterable[str] = (), created_by: str | None = None,
-                       must_be_new: bool = False) -> build.SwitchSpec:
+                       must_be_new: bool = False,
+                       gateway_spec: build.GatewaySpec | None = None) -> build.SwitchSpec:
         """Make `switch` (or join the one that exists, if it agrees) and record `network_id` on
         it. Returns the resulting spec."""
         out: list[build.SwitchSpec] = []
@@ -232,9 +233,12 @@ class DockerNb:
             out[:] = [spec]
             rows = build.switch_rows(spec)
             if spec.router:
-                rows += build.router_rows(spec.router)
+                rows += build.router_rows(spec.router, gateway_spec)
             return rows, ()
-        self.apply((build.switch_owner(switch),), fn)
+        scopes = [build.switch_owner(switch)]
+        if gateway_spec is not None and router is not None:
+            scopes.append(build.router_owner(router))      # this host declares the gateway
+        self.apply(scopes, fn)
         return out[0]
 
     def delete_network(self, *, network_id: str | None = None, switch: str | None = None,
@@ -276,7 +280,7 @@ class DockerNb:
                 lr = view.row(build.LR, build.router_id(net.spec.router))
                 if lr is not None:
                     view.verify(lr, "ports")
-                    if all(p.name == f"rtos-{net.switch}" for p in lr.ports):
+                    if all(p.name in (f"rtos-{net.switch}", f"rtoe-{net.spec.router}") for p in lr.ports):
                         scopes.add(build.router_owner(net.spec.router))
             return [], scopes
         self.apply((), fn)

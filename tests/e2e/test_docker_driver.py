@@ -218,6 +218,43 @@ def test_two_hosts_share_a_switch_and_ping_through_geneve(hosts: Lab2) -> None:
     assert "shared" not in switches(lab)
 
 
+def test_egress_through_a_gateway_router_for_containers_on_both_hosts(hosts: Lab2) -> None:
+    """-o router=R on both hosts; h1 also names the gateway (its NIC eth1 on the outside network,
+    SNAT to 192.0.2.10). The outside has no route back to 10.90.0.0/24: a reply proves SNAT."""
+    lab, h1, h2 = hosts.lab, hosts.h1, hosts.h2
+    out = lab.add_outside("192.0.2.1/24")
+    lab.connect_outside(h1.node)
+    gw = ("-o", "gateway-nic=eth1", "-o", "gateway-ip=192.0.2.10/24", "-o", "gateway-next-hop=192.0.2.1")
+    create(h1, "eg", "10.90.0.0/24", "-o", "switch=eg", "-o", "router=r-eg", *gw)
+    create(h2, "eg", "10.90.0.0/24", "-o", "switch=eg", "-o", "router=r-eg")
+    assert h1.node.vsctl("get", "interface", "eth1", "external_ids:iface-id") == "nic-r-eg"
+    assert lab.nbctl("get", "Logical_Router", "r-eg", "options:chassis") == "h1"
+    a = h1.run("eg-a", "eg")
+    b = h2.run("eg-b", "eg")
+    assert "default via 10.90.0.1" in h2.engine.exec("eg-b", "ip", "route").stdout
+    assert h2.ping("eg-b", a)
+    assert h2.ping("eg-b", "192.0.2.1") and h1.ping("eg-a", "192.0.2.1")
+    assert run(["ip", "route", "get", b], netns=out, check=False).returncode != 0  # no way back
+    # Bad gateway options: one line, nothing written.
+    before = nb_dump(lab)
+    for opts, message in ((("-o", "gateway-nic=eth1"), "needs -o router"),
+                          (("-o", "router=r-x", "-o", "gateway-nic=eth1"), "gateway-ip, -o gateway-next-hop missing"),
+                          (("-o", "router=r-x", "-o", "gateway-nic=nosuch0", "-o", "gateway-ip=192.0.2.11/24",
+                            "-o", "gateway-next-hop=192.0.2.1"), "no such interface"),
+                          (("-o", "router=r-x", "-o", "gateway-nic=eth1", "-o", "gateway-ip=192.0.2.11",
+                            "-o", "gateway-next-hop=192.0.2.1"), "address/len")):
+        err = h1.fails("network", "create", "-d", "ovn", "--ipam-driver", "ovn", "--subnet", "10.91.0.0/24",
+                       *opts, "egbad")
+        assert message in err, err
+    assert nb_dump(lab) == before
+    h1.docker("rm", "-f", "eg-a")
+    h2.docker("rm", "-f", "eg-b")
+    h2.docker("network", "rm", "eg")
+    h1.docker("network", "rm", "eg")
+    assert "r-eg" not in lab.nbctl("lr-list") and "eg" not in switches(lab)
+    assert "eth1" not in h1.node.vsctl("list-ports", "br-int").split()
+
+
 def test_overlapping_subnets_are_kept_apart(hosts: Lab2) -> None:
     lab, h1 = hosts.lab, hosts.h1
     create(h1, "ovl-a", "10.30.0.0/24", "-o", "switch=ovl-a")
