@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from sandbox.lab.cluster import Lab, Node
+from sandbox.lab.cluster import OVS_SCHEMA, Lab, Node
 from sandbox.lab.docker import DockerDriver, DockerEngine, plugin_call
 from sandbox.lab.proc import run, wait_for
 from tests.helpers import cli, nb_dump, ok
@@ -516,3 +516,86 @@ def test_a_docker_network_on_an_ovn_container_network(hosts: Lab2) -> None:
     assert nc not in h1.docker("ps", "-aq", "--no-trunc").split()
     container_cli(h1, "net-delete", "mixed")
     assert "mixed" not in switches(lab)
+
+
+# --- underlay: containers inside a VM, children of the VM's port -----------------------------------------
+def _vm(lab: Lab, hv: Node, name: str, mac: str, ip: str) -> Node:
+    """A "VM" on hypervisor `hv`: a namespace with its own ovsdb-server and ovs-vswitchd (no
+    ovn-controller), whose NIC eth0 is a port of the hypervisor's br-int bound to logical port
+    `name`. Its daemons' pid files are under the lab directory, so lab.down() stops them."""
+    d = f"{lab.dir}/{name}"
+    os.makedirs(d, exist_ok=True)
+    ns = lab.add_netns(name)
+    vm = Node(lab=lab, name=name, index=99, dir=d, netns=ns, encap_ip="")
+    outer = f"{name}-nic"[:15]
+    run(["ip", "link", "add", outer, "netns", hv.netns, "type", "veth", "peer", "name", "eth0", "netns", ns])
+    run(["ip", "-n", ns, "link", "set", "eth0", "address", mac, "up"])
+    run(["ip", "-n", ns, "addr", "add", ip, "dev", "eth0"])
+    run(["ip", "-n", hv.netns, "link", "set", outer, "up"])
+    for netns, dev in ((ns, "eth0"), (hv.netns, outer)):
+        run(["ethtool", "-K", dev, "tx", "off"], netns=netns)
+    hv.vsctl("add-port", "br-int", outer, "--", "set", "interface", outer, f"external_ids:iface-id={name}")
+    run(["ovsdb-tool", "create", f"{d}/conf.db", OVS_SCHEMA])
+    vm.exec(["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock", f"--pidfile={d}/ovsdb-server.pid",
+             f"--unixctl={d}/ovsdb-server.ctl", f"--log-file={d}/ovsdb-server.log", "--detach", "--no-chdir"])
+    vm.vsctl("--no-wait", "init")
+    vm.vsctl("--no-wait", "set", "open_vswitch", ".", "external_ids:ovn-bridge-datapath-type=netdev")
+    vm.exec(["ovs-vswitchd", vm.ovs_db, "--disable-system", f"--pidfile={d}/ovs-vswitchd.pid",
+             f"--unixctl={d}/ovs-vswitchd.ctl", f"--log-file={d}/ovs-vswitchd.log", "--detach", "--no-chdir"])
+    return vm
+
+
+def test_underlay_two_containers_on_two_vlan_tags_behind_one_vm_port(hosts: Lab2) -> None:
+    lab, h1, h2 = hosts.lab, hosts.h1, hosts.h2
+    lab.nbctl("ls-add", "vmnet", "--", "lsp-add", "vmnet", "vm1", "--",
+              "lsp-set-addresses", "vm1", "02:00:00:00:64:05 10.100.0.5")
+    vm = _vm(lab, h1.node, "vm1", "02:00:00:00:64:05", "10.100.0.5/24")
+    engine = DockerEngine(netns=vm.netns, dir=f"{vm.dir}/docker")
+    try:
+        lab.wait_port_up("vm1")
+        engine.start()
+        engine.import_busybox()
+        vm_host = Host(vm, engine, h1.driver)
+
+        def vm_cli(*args: str) -> str:
+            proc = cli(vm, *args, env={"DOCKER_HOST": engine.host, "OS_VIF_ID": "vm1"})
+            return ok(proc).stdout.strip()
+
+        # Inside the VM, as the original document: its NIC into breth0, then underlay mode.
+        vm_cli("ovn-integrate", "nics-to-bridge", "eth0")
+        assert "10.100.0.5/24" in vm.exec(["ip", "-o", "addr", "show", "breth0"]).stdout
+        vm_cli("ovn-integrate", "set-ipam", lab.nb, lab.sb)
+        vm_cli("ovn-container", "init", "--bridge", "breth0", "--underlay-mode")
+        vm_cli("ovn-container", "net-create", "vnet", "10.70.0.0/24")
+        ep_a = vm_cli("ovn-container", "endpoint-create", "vnet", "va")
+        ep_b = vm_cli("ovn-container", "endpoint-create", "vnet", "vb")
+        assert lab.nbctl("get", "Logical_Switch_Port", ep_a, "parent_name") == "vm1"
+        assert [lab.nbctl("get", "Logical_Switch_Port", ep, "tag_request") for ep in (ep_a, ep_b)] == ["1", "2"]
+        nc_a = vm_cli("ovn-container", "container-create", "--network=va", "--image", IMAGE)
+        nc_b = vm_cli("ovn-container", "container-create", "--network=vb", "--image", IMAGE)
+        assert [vm.vsctl("get", "port", f"{ep[:13]}_l", "tag") for ep in (ep_a, ep_b)] == ["1", "2"]
+        lab.wait_port_up(ep_a)
+        lab.wait_port_up(ep_b)
+        vm_host.docker("run", "-d", "--name", "wa", f"--net=container:{nc_a}", IMAGE, "sleep", "3600")
+        vm_host.docker("run", "-d", "--name", "wb", f"--net=container:{nc_b}", IMAGE, "sleep", "3600")
+        # And an overlay container on the other hypervisor, on the same network.
+        create(h2, "vnet", "10.70.0.0/24", "-o", "switch=vnet")
+        c = h2.run("vnet-c", "vnet")
+        assert vm_host.ping("wa", "10.70.0.3")             # tag 1 -> OVN on h1 -> tag 2
+        assert vm_host.ping("wa", c) and h2.ping("vnet-c", "10.70.0.3")
+        # Without the parent: one line, nothing written.
+        before = nb_dump(lab)
+        proc = cli(vm, "ovn-container", "endpoint-create", "vnet", "vc", env={"DOCKER_HOST": engine.host})
+        assert proc.returncode == 1 and "OS_VIF_ID" in proc.stderr
+        assert nb_dump(lab) == before
+        h2.docker("rm", "-f", "vnet-c")
+        h2.docker("network", "rm", "vnet")
+        vm_host.docker("rm", "-f", "wa", "wb")
+        vm_cli("ovn-container", "endpoint-delete", "va")
+        vm_cli("ovn-container", "endpoint-delete", "vb")
+        assert engine.docker("ps", "-aq").stdout.strip() == ""
+        vm_cli("ovn-container", "net-delete", "vnet")
+        assert "vnet" not in switches(lab)
+    finally:
+        engine.destroy()
+        lab.nbctl("--if-exists", "ls-del", "vmnet")
