@@ -7,6 +7,12 @@
    insert it again. With reconnection refused until the caller gives up (the transaction
    raised), the next apply must still find the rows (re-apply: no duplicate; key deleted: the
    row goes).
+2. A 3-member RAFT NB and SB under pod and service churn (the real watcher, our API server,
+   real ovn-northd and ovn-controller, every client given the three members): the NB leader
+   is killed (SIGKILL) twice and restarted; minion-init runs during the first failover, the
+   CNI plugin (waiting for the watcher's annotation) during the second; the watcher (never
+   restarted) follows the leader; the final NB holds exactly the cluster's pod ports and
+   service load balancers (no duplicate, none missing, none stale).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import select
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -27,7 +34,11 @@ from ovn_k8s.errors import ConnectionFailed
 from ovn_k8s.nb import connection
 from ovn_k8s.nb.keyed import KeyedRows, rows_by_ident
 from ovn_k8s.nb.model import Row
-from sandbox.lab.cluster import Lab
+from sandbox.kubeapi import KubeApiServer
+from sandbox.lab.cluster import Lab, Node
+from sandbox.lab.forward import Forwarder
+from sandbox.watcher_harness import WatcherProcess, differences, nb_pod_ports, wait_until
+from tests.helpers import BIN, master_init, minion_init, ok
 
 pytestmark = pytest.mark.integration
 LB = "Load_Balancer"
@@ -171,3 +182,158 @@ def test_a_commit_whose_reply_was_lost_is_not_made_again(lab: Lab, proxy: ReplyD
         assert not engine.get("e") and not engine.get("b")
     finally:
         connection.disconnect(api)
+
+
+# -- 2. a 3-member RAFT NB and SB under churn, its leader killed twice ------------------------------
+PLUGIN = os.path.join(BIN, "ovn-k8s-cni-overlay")
+
+
+@pytest.fixture
+def raft_lab() -> Iterator[Lab]:
+    """Central with a 3-member RAFT NB and SB (ovn-northd and the nodes on all three)."""
+    lab = Lab()
+    try:
+        lab.up_central(db_cluster=3)
+        yield lab
+    finally:
+        lab.down()
+
+
+def pod(name: str, node: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}}
+
+
+def service(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+
+
+def endpoint_slice(name: str, ip: str) -> dict:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{name}-abc", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
+
+
+class Churn(threading.Thread):
+    """Pods created on both nodes and some deleted, services with endpoints created and some
+    deleted, paced, until stopped (or a cap is reached)."""
+
+    def __init__(self, kube: KubeApiServer, cap: int = 400) -> None:
+        super().__init__(daemon=True)
+        self.kube, self.cap, self.done = kube, cap, threading.Event()
+        self.error: BaseException | None = None
+        self.pods = 0
+
+    def run(self) -> None:
+        try:
+            for i in range(self.cap):
+                if self.done.is_set():
+                    return
+                self.kube.create("pods", pod(f"p{i}", f"node{1 + i % 2}"))
+                if i % 4 == 3:
+                    self.kube.delete("pods", f"p{i - 2}")
+                if i % 10 == 0:
+                    self.kube.create("services", service(f"s{i}"))
+                    self.kube.create("endpointslices", endpoint_slice(f"s{i}", f"10.244.1.{5 + i % 200}"))
+                if i % 30 == 20:
+                    self.kube.delete("services", f"s{i - 20}")
+                    self.kube.delete("endpointslices", f"s{i - 20}-abc")
+                self.pods = i + 1
+                self.done.wait(0.02)          # pacing: ~50 changes a second
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(30)
+        assert self.error is None, self.error
+
+
+def want_lbs(kube: KubeApiServer) -> dict[str, dict[str, str]]:
+    out = {}
+    for svc in kube.list("services"):
+        name = svc["metadata"]["name"]
+        if name == "kubernetes":
+            continue
+        backend = next(s["endpoints"][0]["addresses"][0] for s in kube.list("endpointslices")
+                       if s["metadata"]["labels"]["kubernetes.io/service-name"] == name)
+        out[f"service:default/{name}:tcp:cluster"] = {f"{svc['spec']['clusterIP']}:80": f"{backend}:8080"}
+    return out
+
+
+def service_lbs(lab: Lab) -> dict[str, dict[str, str]]:
+    """Our services' load balancers: ovn-k8s/id -> vips; a duplicate identity fails."""
+    data = json.loads(lab.nbctl("--format=json", "--columns=vips,external_ids", "list", LB))
+    out: dict[str, dict[str, str]] = {}
+    for vips, ext in data["data"]:
+        ids = dict(ext[1])
+        if ids.get("ovn-k8s/owner", "").startswith("service:"):
+            assert ids["ovn-k8s/id"] not in out, f"duplicate load balancer {ids['ovn-k8s/id']}"
+            out[ids["ovn-k8s/id"]] = dict(vips[1])
+    return out
+
+
+def cni_add(lab: Lab, node: Node, name: str, api_url: str) -> subprocess.CompletedProcess[str]:
+    """ovn-k8s-cni-overlay ADD for pod default/<name> on `node`, as a runtime runs it."""
+    netns = lab.add_netns(name)
+    conf = {"cniVersion": "1.0.0", "name": "ovn-k8s", "type": "ovn-k8s-cni-overlay", "ovsdb": node.ovs_db,
+            "k8s_api_server": api_url, "log_file": f"{lab.dir}/cni-{node.name}.log", "annotation_timeout": 30}
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": f"sandbox-{name}", "CNI_NETNS": f"/run/netns/{netns}",
+           "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin", "PATH": os.environ["PATH"],
+           "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name}"}
+    return subprocess.run(["ip", "netns", "exec", node.netns, PLUGIN], input=json.dumps(conf), env=env,
+                          capture_output=True, text=True, timeout=90, check=False)
+
+
+def kill_leader(lab: Lab) -> int:
+    leader = lab.leader("nb")
+    lab.kill_member("nb", leader)
+    return leader
+
+
+def test_raft_nb_leader_killed_twice_under_churn(raft_lab: Lab, kube: KubeApiServer, tmp_path) -> None:
+    lab = raft_lab
+    assert lab.nb.count(",") == 2                  # every client below is given all three members
+    node1, node2 = lab.add_node("node1"), lab.add_node("node2")
+    ok(master_init(node1, "10.244.1.0/24"))
+    kubeconfig = str(tmp_path / "kubeconfig")
+    kube.write_kubeconfig(kubeconfig)
+    watcher = WatcherProcess(str(tmp_path), nb=lab.nb, kubeconfig=kubeconfig).start()
+    fwd = Forwarder(lab.ns("central"), lab.central_ip, kube.port)
+    churn = Churn(kube)
+    try:
+        watcher.wait_ready()
+        churn.start()
+        wait_until(lambda: churn.pods >= 60, 30, "churn under way")
+
+        # 1: the leader dies mid-churn; minion-init (a topology command) runs during the failover
+        first = kill_leader(lab)
+        ok(minion_init(node2, "10.244.2.0/24"))
+        lab.restart_member("nb", first)
+        wait_until(lambda: churn.pods >= 150, 30, "more churn")
+
+        # 2: the new leader dies; the watcher annotates a new pod and the CNI plugin plumbs it
+        second = kill_leader(lab)
+        kube.create("pods", pod("cni", "node1"))
+        added = cni_add(lab, node1, "cni", fwd.url)
+        assert added.returncode == 0, added.stdout + added.stderr
+        lab.wait_port_up("default_cni")            # ovn-controller bound it, northd said so
+        lab.restart_member("nb", second)
+        churn.stop()
+
+        # the NB ends equal to the cluster: every pod's port exactly once, every service's
+        # load balancer exactly once, nothing stale; the watcher never restarted
+        lab.leader("nb")
+        wait_until(lambda: not differences(kube.list("pods"), lab.live_remote("nb")), 60,
+                   "the NB's pod ports to match the cluster", interval=0.2)
+        wait_until(lambda: service_lbs(lab) == want_lbs(kube), 30,
+                   "the NB's load balancers to match the cluster", interval=0.2)
+        assert watcher.proc is not None and watcher.proc.poll() is None
+        assert len(nb_pod_ports(lab.live_remote("nb"))) == len(kube.list("pods"))
+    finally:
+        churn.done.set()
+        fwd.close()
+        watcher.kill()
