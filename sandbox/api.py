@@ -11,7 +11,8 @@ from typing import Any
 
 CORE = {"pods", "services", "endpoints", "namespaces", "nodes", "events", "serviceaccounts"}
 GROUPS = {"deployments": "/apis/apps/v1", "replicasets": "/apis/apps/v1",
-          "leases": "/apis/coordination.k8s.io/v1", "endpointslices": "/apis/discovery.k8s.io/v1"}
+          "leases": "/apis/coordination.k8s.io/v1", "endpointslices": "/apis/discovery.k8s.io/v1",
+          "networkpolicies": "/apis/networking.k8s.io/v1"}
 CLUSTER_SCOPED = {"nodes", "namespaces"}
 
 

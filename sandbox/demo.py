@@ -128,9 +128,57 @@ class Demo(Checklist):
         self.check(f"pod to outside through SNAT: {name_a}, {name_b} -> {OUTSIDE_IP}:{OUTSIDE_PORT}, "
                    f"seen from gateway addresses only {snat}", ok and bool(sources) and set(sources) <= set(snat),
                    f"outside saw {sources}")
+        self.policy_checks(api, state, (name_a, ns_a, node_a), (name_b, ip_b, node_b))
         self.out("")
         cluster.status(self.dir, out=lambda s: self.out("  " + s))
         return self.finish()
+
+    def policy_checks(self, api: Any, state: State, a: tuple[str, str, str],
+                      b: tuple[str, str, str]) -> None:
+        """NetworkPolicy: deny all ingress in the namespace, then allow it from the namespace
+        itself (by its kubernetes.io/metadata.name label); removed again afterwards."""
+        name_a, ns_a, node_a = a
+        name_b, ip_b, node_b = b
+        url = f"http://{ip_b}:8080/"
+        self.out("")
+        self.step("NetworkPolicy (port groups, address sets and ACLs; docs/networkpolicy.md)")
+        try:
+            api.create("networkpolicies", _policy("deny-all", {"podSelector": {}, "policyTypes": ["Ingress"]}),
+                       NAMESPACE)
+            blocked = _until(lambda: http_get(ns_a, url, timeout=0.5) is None)
+            self.check(f"deny-all in {NAMESPACE}: {name_a} -> {name_b} {ip_b}:8080 refused", blocked,
+                       "no answer" if blocked else "still answered after 10s")
+            got = http_get(state.ns(node_b), url)
+            self.check(f"deny-all: {node_b} still reaches its own pod {name_b} (kubelet probes)",
+                       got == name_b, f"answered {got!r}")
+            api.create("networkpolicies", _policy("allow-from-demo", {"podSelector": {}, "ingress": [{"from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}}]}]}), NAMESPACE)
+            answered = _until(lambda: http_get(ns_a, url, timeout=0.5) == name_b)
+            self.check(f"allow from namespace {NAMESPACE}: {name_a} -> {name_b} answers again", answered,
+                       f"answered {name_b!r}" if answered else "no answer after 10s")
+            if node_a != node_b:
+                got = http_get(state.ns(node_a), url, timeout=0.5)
+                self.check(f"allow from namespace {NAMESPACE}: {node_a}'s management port (not in it) "
+                           f"-> {name_b} still refused", got is None,
+                           "no answer" if got is None else f"answered {got!r}")
+        finally:
+            for name in ("allow-from-demo", "deny-all"):
+                api.delete("networkpolicies", name, NAMESPACE)
+
+
+def _policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec}
+
+
+def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll until `check()` holds (the policy is enforced once the chassis applied it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
 
 
 def _copy(obj: dict[str, Any]) -> dict[str, Any]:

@@ -106,11 +106,14 @@ def test_demo_passes_and_leaves_nothing(state_dir: str, control_plane: str) -> N
     assert f"deploying on the {control_plane} control plane" in out
     for check in ("pod-to-pod across nodes", "pod to service VIP", "node to pod: node2", "node to pod: node1",
                   r"-> 192\.0\.2\.10:3\d{4} on node1 \(own NIC\)", r"-> 192\.0\.2\.20:3\d{4} on node2 \(one NIC shared",
-                  "node2's own server on the shared NIC", "pod to outside through SNAT"):
+                  "node2's own server on the shared NIC", "pod to outside through SNAT",
+                  "deny-all in demo: .* refused", "deny-all: node\\d still reaches its own pod",
+                  "allow from namespace demo: .* answers again",
+                  "allow from namespace demo: node\\d's management port .* still refused"):
         assert any(line.strip().startswith("PASS") and re.search(check, line) for line in out.splitlines()), \
             f"no PASS for {check}:\n{out}"
     assert "FAIL " not in out
-    assert "PASS: 8 passed, 0 failed" in out
+    assert "PASS: 12 passed, 0 failed" in out
     # --keep left it up: the demo's objects are there and the daemons run.
     status = ok(sandbox(state_dir, "status"))
     assert "web-nodeport" in status and "STOPPED" not in status
