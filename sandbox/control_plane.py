@@ -276,6 +276,13 @@ class RealKubeClient:
                            reason=answer.get("reason"), details=answer.get("details"))
         return answer
 
+    def request_text(self, method: str, path: str) -> str:
+        """One request answered in plain text (/metrics, /readyz?verbose); ApiError on failure."""
+        resp = self._session.request(method, self.url + path, timeout=self.timeout)
+        if resp.status_code >= 400:
+            raise ApiError(resp.status_code, resp.text[:500] or resp.reason)
+        return resp.text
+
     @staticmethod
     def _ns(rt: ResourceType, namespace: str | None, obj: Mapping[str, Any] | None = None
             ) -> str | None:
