@@ -137,7 +137,8 @@ class LeaseElector:
         """Stop trying; with `release`, give the lease up if we still hold it (call only once
         nothing writes any more)."""
         self._stop.set()
-        self._thread.join(timeout=2 * self.cfg.retry_period + 1.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2 * self.cfg.retry_period + 1.0)
         if release and self.is_leader:
             self._release()
 
