@@ -24,7 +24,7 @@ from sandbox.state import DEFAULT_DIR, ENV_DIR, state_dir
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    cluster.up(args.dir, nodes=args.nodes, control_plane=args.control_plane)
+    cluster.up(args.dir, nodes=args.nodes, control_plane=args.control_plane, db_cluster=args.db_cluster)
     return 0
 
 
@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, help="number of nodes (default 2; a running sandbox with "
                                               "another number is rebuilt)")
     _control_plane_flag(p)
+    p.add_argument("--db-cluster", type=int, metavar="N",
+                   help="run the NB and SB as RAFT clusters of N members (3 is usual; 0: one server each, the "
+                        "default); every component is given all N (docs/ha.md)")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="remove every namespace, link, daemon and file of the sandbox")
     p.set_defaults(func=cmd_down)

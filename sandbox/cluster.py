@@ -89,11 +89,15 @@ def default_control_plane() -> str:
     return REAL if real_control_plane.unavailable() is None else EMBEDDED
 
 
-def up(directory: str, nodes: int | None = None, out: Out = print, control_plane: str | None = None) -> State:
+def up(directory: str, nodes: int | None = None, out: Out = print, control_plane: str | None = None,
+       db_cluster: int | None = None) -> State:
     """Start the sandbox with `nodes` nodes (default 2) on `control_plane` (real or embedded;
     default: the running sandbox's, else default_control_plane()). A running, healthy sandbox
     is left as it is when `nodes` and `control_plane` are None or match; one with a dead
-    daemon is rebuilt."""
+    daemon is rebuilt. `db_cluster` > 0: the NB and SB are RAFT clusters of that many members
+    (0: one server each; None: as the running sandbox, else 0)."""
+    if db_cluster is not None and not 0 <= db_cluster <= 7:
+        raise SandboxError("--db-cluster must be between 0 (one server) and 7")
     if control_plane is not None and control_plane not in CONTROL_PLANES:
         raise SandboxError(f"--control-plane must be one of {', '.join(CONTROL_PLANES)}")
     state = State.load(directory)
@@ -104,13 +108,18 @@ def up(directory: str, nodes: int | None = None, out: Out = print, control_plane
         if not state.complete:
             dead = dead or ["(an earlier 'up' did not finish)"]
         same_plane = control_plane in (None, state.control_plane)
-        if not dead and len(state.nodes) == nodes and same_plane:
+        same_dbs = db_cluster in (None, state.db_cluster)
+        if db_cluster is None:
+            db_cluster = state.db_cluster
+        if not dead and len(state.nodes) == nodes and same_plane and same_dbs:
             out(f"sandbox already up in {directory} ({len(state.nodes)} nodes, {state.control_plane} control plane)")
             return state
         if dead:
             why = f"daemons not running: {', '.join(dead)}"
         elif not same_plane:
             why = f"{state.control_plane} control plane, asked for {control_plane}"
+        elif not same_dbs:
+            why = f"databases of {state.db_cluster or 1} member(s), asked for {db_cluster or 1}"
         else:
             why = f"{len(state.nodes)} nodes, asked for {nodes}"
         control_plane = control_plane or state.control_plane
@@ -126,10 +135,11 @@ def up(directory: str, nodes: int | None = None, out: Out = print, control_plane
         if reason:
             raise SandboxError(f"no real control plane: {reason}; set KUBEBUILDER_ASSETS or use "
                                f"--control-plane {EMBEDDED}")
-    return _build(directory, nodes or 2, out, control_plane)
+    return _build(directory, nodes or 2, out, control_plane, db_cluster=db_cluster or 0)
 
 
-def _build(directory: str, nodes: int, out: Out, control_plane: str = EMBEDDED) -> State:
+def _build(directory: str, nodes: int, out: Out, control_plane: str = EMBEDDED, *,
+           db_cluster: int = 0) -> State:
     t0 = time.monotonic()
 
     def step(text: str) -> None:
@@ -140,7 +150,7 @@ def _build(directory: str, nodes: int, out: Out, control_plane: str = EMBEDDED) 
     os.makedirs(directory, mode=0o700, exist_ok=True)
     prefix = prefix_for(directory)
     state = State(dir=directory, prefix=prefix, token=secrets.token_hex(16), created=time.time(),
-                  control_plane=control_plane)
+                  control_plane=control_plane, db_cluster=db_cluster)
     lab = Lab(prefix=prefix, dir=state.lab_dir)
     state.central_ip = lab.central_ip
     state.save()
@@ -151,8 +161,9 @@ def _build(directory: str, nodes: int, out: Out, control_plane: str = EMBEDDED) 
     # start, so a failure on either side leaves nothing 'down' cannot find).
     with ThreadPoolExecutor(max_workers=1) as pool:
         control_plane_started = pool.submit(_real_control_plane, state) if state.real else None
-        step(f"OVN central (NB, SB, ovn-northd) in namespace {state.ns('central')}")
-        lab.up_central()
+        raft = f" as {db_cluster}-member RAFT clusters" if db_cluster else ""
+        step(f"OVN central (NB, SB{raft}, ovn-northd) in namespace {state.ns('central')}")
+        lab.up_central(db_cluster=db_cluster)
         names = [f"node{i}" for i in range(1, nodes + 1)]
         state.nodes = names
         for name in names:

@@ -70,6 +70,7 @@ class State:
     complete: bool = False      # set once 'up' finished; an interrupted 'up' leaves it False
     control_plane: str = EMBEDDED   # "real" (kube-apiserver, etcd, ...) or "embedded" (sandbox.kubeapi)
     api_ca_file: str = ""           # the CA clients trust (real: the control plane's); "" = api_cert
+    db_cluster: int = 0             # > 0: the NB and SB are RAFT clusters of this many members
 
     @property
     def real(self) -> bool:
@@ -111,6 +112,9 @@ class State:
 
     @property
     def nb(self) -> str:
+        """The NB for clients: its socket, or every member's of a clustered NB (a list)."""
+        if self.db_cluster:
+            return ",".join(f"unix:{self.lab_dir}/central/nb{i}.sock" for i in range(1, self.db_cluster + 1))
         return f"unix:{self.lab_dir}/central/nb.sock"
 
     def ns(self, name: str) -> str:
