@@ -172,6 +172,14 @@ def make_pki(directory: Path) -> dict[str, Path]:
     return p
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent thread ends (Linux prctl)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -438,10 +446,12 @@ class ControlPlane:
     def __init__(self, workdir: str | os.PathLike[str], *, assets: Path | None = None,
                  controllers: Sequence[str] | None = DEFAULT_CONTROLLERS,
                  scheduler: bool = True, apiserver_args: Sequence[str] = (),
-                 ready_timeout: float = 60.0, stop_grace: float = 3.0) -> None:
+                 ready_timeout: float = 60.0, stop_grace: float = 3.0,
+                 die_with_parent: bool = False) -> None:
         """controllers: kube-controller-manager's --controllers (None or empty: no
         controller manager); apiserver_args: extra kube-apiserver flags (they come last,
-        so they override ours)."""
+        so they override ours); die_with_parent: the daemons get SIGKILL when the thread
+        that started them ends (tests: a killed pytest leaves no control plane behind)."""
         self.workdir = Path(workdir).resolve()
         self.assets = assets or find_assets()
         self.controllers = tuple(controllers or ())
@@ -449,6 +459,7 @@ class ControlPlane:
         self.apiserver_args = tuple(apiserver_args)
         self.ready_timeout = ready_timeout
         self.stop_grace = stop_grace
+        self.die_with_parent = die_with_parent
         self.admin_token = secrets.token_hex(24)
         self.etcd_port = self.peer_port = self.port = self.kcm_port = 0
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -506,11 +517,20 @@ class ControlPlane:
         # token,user,uid,"groups": read by the apiserver from this file only.
         _write_private(self.workdir / "tokens.csv",
                        f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
-        self.etcd_port, self.peer_port, self.port, self.kcm_port = _free_ports(4)
-        self.write_kubeconfig(self.admin_kubeconfig)  # for the controller manager, scheduler
         try:
-            self._start_etcd()
-            self._start_apiserver()
+            for attempt in range(3):
+                self.etcd_port, self.peer_port, self.port, self.kcm_port = _free_ports(4)
+                self.write_kubeconfig(self.admin_kubeconfig)  # for the KCM and the scheduler
+                try:
+                    self._start_etcd()
+                    self._start_apiserver()
+                    break
+                except RuntimeError as exc:
+                    # Another process took a port between our pick and the daemon's bind.
+                    if "address already in use" not in str(exc) or attempt == 2:
+                        raise
+                    LOG.info("control plane: a port was taken meanwhile; new ports")
+                    self._terminate(["kube-apiserver", "etcd"], 0)
             self._client = RealKubeClient(self.url, self.ca_file, self.admin_token)
             if self.controllers:
                 self._start_controller_manager()
@@ -529,7 +549,9 @@ class ControlPlane:
         try:
             proc = subprocess.Popen([str(self.assets / name), *args], stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, cwd=self.workdir)
+                                    start_new_session=True, cwd=self.workdir,
+                                    preexec_fn=_die_with_parent if self.die_with_parent
+                                    else None)  # noqa: PLW1509 (only prctl, no locks)
         finally:
             log.close()
         self.procs[name] = proc

@@ -78,7 +78,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     reason = not_run_reason()
     if reason is not None:
         pytest.fail(f"real control plane needed ({MARK}): {reason}", pytrace=False)
-    cp = ControlPlane(tmp_path_factory.mktemp("control-plane"))
+    cp = ControlPlane(tmp_path_factory.mktemp("control-plane"), die_with_parent=True)
     try:
         cp.start()
         yield cp
