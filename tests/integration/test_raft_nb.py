@@ -9,7 +9,8 @@
    row goes).
 2. A 3-member RAFT NB and SB under pod and service churn (the real watcher, our API server,
    real ovn-northd and ovn-controller, every client given the three members): the NB leader
-   is killed (SIGKILL) twice and restarted; minion-init runs during the first failover, the
+   is killed (SIGKILL) twice and restarted; minion-init and ovn-mesos-init (the list in the
+   node's external_ids:ovn-nb) run during the first failover, the
    CNI plugin (waiting for the watcher's annotation) during the second; the watcher (never
    restarted) follows the leader; the final NB holds exactly the cluster's pod ports and
    service load balancers (no duplicate, none missing, none stale).
@@ -38,7 +39,7 @@ from sandbox.kubeapi import KubeApiServer
 from sandbox.lab.cluster import Lab, Node
 from sandbox.lab.forward import Forwarder
 from sandbox.watcher_harness import WatcherProcess, differences, nb_pod_ports, wait_until
-from tests.helpers import BIN, master_init, minion_init, ok
+from tests.helpers import BIN, cli, master_init, minion_init, ok
 
 pytestmark = pytest.mark.integration
 LB = "Load_Balancer"
@@ -309,9 +310,14 @@ def test_raft_nb_leader_killed_twice_under_churn(raft_lab: Lab, kube: KubeApiSer
         churn.start()
         wait_until(lambda: churn.pods >= 60, 30, "churn under way")
 
-        # 1: the leader dies mid-churn; minion-init (a topology command) runs during the failover
+        # 1: the leader dies mid-churn; minion-init (a topology command) runs during the
+        # failover, and ovn-mesos-init with the list in external_ids:ovn-nb, as on an agent
         first = kill_leader(lab)
         ok(minion_init(node2, "10.244.2.0/24"))
+        node2.vsctl("set", "open_vswitch", ".", f"external_ids:ovn-nb={lab.nb}")
+        ok(cli(node2, "ovn-mesos-init", "tenant-init", "--tenant-name=coke"))
+        ok(cli(node2, "ovn-mesos-init", "network-init", "--tenant-name=coke", "--network-name=coke1",
+               "--subnet=192.168.1.0/24"))
         lab.restart_member("nb", first)
         wait_until(lambda: churn.pods >= 150, 30, "more churn")
 
