@@ -142,6 +142,9 @@ class PolicyController:
         self._mgmt: dict[str, str] = {}                     # node -> management IP
         self._switches_dirty = threading.Event()
         self._reload = threading.Event()
+        # Until the first sync, events only fill the index: the sync rebuilds every key (at
+        # 5k pods the initial list would otherwise compute touched keys 5k times for nothing).
+        self._track = False
         self._first_seen: dict[str, float] = {}
         self._txns_seen = 0
         metrics.queue_depth.set(0, resource=RESOURCE)
@@ -156,6 +159,8 @@ class PolicyController:
 
     # -- informer side: index + enqueue the keys a change touches (no I/O) ------------------------
     def _enqueue(self, keys: Iterable[str]) -> None:
+        if not self._track:
+            return
         now = time.monotonic()
         for key in keys:
             self._first_seen.setdefault(key, now)
@@ -210,7 +215,7 @@ class PolicyController:
                 old, new = self.index.remove_pod(pod.namespace, pod.name), None
             else:
                 old, new = self.index.set_pod(pod), pod
-            if old == new:
+            if old == new or not self._track:
                 return
             touched = self._touched_by_pod(old, new)
         self._enqueue(touched)
@@ -303,6 +308,7 @@ class PolicyController:
         """Repair before serving (see the module docstring)."""
         t0 = time.monotonic()
         rows = self._engine()
+        self._track = True             # from now on events queue keys (also during this sync)
         mgmt = rows.read(read_mgmt_ips)
         with self._lock:
             self._mgmt = mgmt

@@ -88,7 +88,9 @@ PARENT_COLUMNS = {
 # indexed column of an existing row (3.1: the write raises once another client renamed the row;
 # 4.0: the server's update for our own write raises in Idl.run and drops the row from the
 # cache), so both modes of the engine replace such a row instead of writing that column.
-IDL_INDEXES = frozenset({("Logical_Switch_Port", "name")})
+IDL_INDEXES = frozenset({("Logical_Switch_Port", "name"),
+                         # policies' port groups and address sets: found by name when made
+                         ("Port_Group", "name"), ("Address_Set", "name")})
 # Write order: roots before the rows that refer to them (one transaction either way, but a
 # stable order keeps logs and plans readable).
 TABLE_ORDER = ("Load_Balancer_Group", "Load_Balancer", "Logical_Router", "Logical_Switch",
