@@ -89,6 +89,8 @@ def not_run_reason(required: Iterable[str] = CONTROL_PLANE_BINARIES,
     if assets is None:
         return (f"no assets: {ASSETS_ENV} is unset and {DEFAULT_ASSETS} does not exist "
                 "(scripts/install.sh unpacks ../shared/k8s-assets there)")
+    if not assets.is_dir():
+        return f"{ASSETS_ENV}={assets} is not a directory"
     missing = missing_binaries(assets, required)
     if missing:
         source = f"{ASSETS_ENV}={assets}" if assets != DEFAULT_ASSETS else str(assets)

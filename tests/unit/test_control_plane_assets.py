@@ -48,6 +48,12 @@ def test_missing_and_non_executable_binaries_are_named(tmp_path):
     assert not_run_reason(["etcd", "kube-apiserver"], env=env) is None
 
 
+def test_a_variable_naming_no_directory_says_so(tmp_path):
+    absent = tmp_path / "absent"
+    assert not_run_reason(env={"KUBEBUILDER_ASSETS": str(absent)}) == \
+        f"KUBEBUILDER_ASSETS={absent} is not a directory"
+
+
 def test_no_assets_at_all_says_how_to_get_them(monkeypatch, tmp_path):
     monkeypatch.setattr(control_plane, "DEFAULT_ASSETS", tmp_path / "absent")
     reason = not_run_reason(env={})
