@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from ovn_k8s.errors import ConfigError
 
 LOG = logging.getLogger(__name__)
 PROG = "ovn-docker-driver"
+PARENT_ENV = "OS_VIF_ID"
 PLUGIN_DIR = "/run/docker/plugins"
 NAMES = ("ovn", "openvswitch")
 OPTIONS = (*process.NB_OPTIONS, "ovs_db", "timeout")
@@ -72,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how long Join waits for ovn-controller to bind the port (default 20)")
     parser.add_argument("--no-wait-for-ovn", action="store_true",
                         help="do not wait for ovn-controller in Join")
+    parser.add_argument("--underlay-mode", action="store_true",
+                        help="containers inside a VM: endpoints are children (VLAN-tagged) of the "
+                             "VM's logical port, on --bridge (e.g. breth0 from nics-to-bridge)")
+    parser.add_argument("--parent-port", metavar="PORT",
+                        help=f"underlay: the VM's logical port (default: env {PARENT_ENV}, as the original)")
     group = parser.add_argument_group("global options")
     config.add_config_flag(group)  # type: ignore[arg-type]
     config.add_options(group, OPTIONS)  # type: ignore[arg-type]
@@ -99,7 +106,16 @@ def serve(args: argparse.Namespace) -> int:
             system_id = ovs.external_ids().get("system-id")
             if ovs.bridge(args.bridge) is None:
                 raise ConfigError(f"OVS bridge {args.bridge} does not exist: run "
-                                  "ovn-integrate create-integration-bridge")
+                                  + ("ovn-integrate nics-to-bridge" if args.underlay_mode
+                                     else "ovn-integrate create-integration-bridge"))
+        parent = None
+        if args.underlay_mode:
+            parent = args.parent_port or os.environ.get(PARENT_ENV)
+            if not parent:
+                raise ConfigError(f"--underlay-mode needs the VM's logical port: --parent-port or env {PARENT_ENV}")
+            system_id = system_id or socket.gethostname()     # a VM runs no ovn-controller
+        elif args.parent_port:
+            raise ConfigError("--parent-port is for --underlay-mode")
         if not system_id:
             raise ConfigError("the local OVS has no external_ids:system-id (ovn-controller's "
                               "chassis name): set it first")
@@ -107,14 +123,14 @@ def serve(args: argparse.Namespace) -> int:
         cleanup.append(nb.close)
         driver = Driver(nb, HostSettings(ovs_db=cfg.ovs_db, bridge=args.bridge, mtu=args.mtu,
                                          bind_timeout=args.bind_timeout, timeout=cfg.timeout,
-                                         wait_for_ovn=not args.no_wait_for_ovn))
+                                         wait_for_ovn=not args.no_wait_for_ovn, parent=parent))
         for name in args.names:
             server = PluginServer(os.path.join(args.plugin_dir, f"{name}.sock"), driver)
             servers.append(server)
             cleanup.append(server.stop)
             server.start()
-        LOG.info("serving %s for chassis %s (bridge %s, NB %s)",
-                 ", ".join(s.path for s in servers), system_id, args.bridge, cfg.ovn_nb)
+        LOG.info("serving %s for %s (bridge %s, NB %s)", ", ".join(s.path for s in servers),
+                 f"children of {parent}" if parent else f"chassis {system_id}", args.bridge, cfg.ovn_nb)
         daemon.serving()
         stop.wait()
         LOG.info("stopped; networks and endpoints stay in the NB")

@@ -64,6 +64,7 @@ class HostSettings:
     bind_timeout: float = 20.0
     timeout: float = 10.0
     wait_for_ovn: bool = True
+    parent: str | None = None     # underlay: the VM's logical port; endpoints are its children
 
 
 def host_ifname(endpoint: str) -> str:
@@ -313,7 +314,8 @@ class Driver:
             mac = build.parse_mac(user_mac, "--mac-address") if user_mac else None
             net = self.nb.network(network_id)
             ip = build.parse_ip(address, net.subnet, "Interface.Address")
-            ep = self.nb.create_endpoint(name=endpoint_id, network_id=network_id, ip=ip, mac=mac)
+            ep = self.nb.create_endpoint(name=endpoint_id, network_id=network_id, ip=ip, mac=mac,
+                                         parent=self.host.parent)
         except NetworkNotFound as e:
             raise DriverError(str(e)) from None
         except ConfigError as e:
@@ -381,6 +383,9 @@ class Driver:
                                            mac=ep.mac, mtu=self.host.mtu)
         except (ValueError, OvnK8sError) as e:
             raise DriverError(f"cannot create the veth pair of {ep.name[:12]}: {e}") from None
+        if self.host.parent is not None:
+            self._plug_child(ep, name, deadline)
+            return
         with self._ovs() as ovs:
             ids = attach_ids(iface_id=ep.name, mac=ep.mac, sandbox=sandbox_id,
                              ifname=peer_ifname(ep.name), ip_cidr=ep.cidr)
@@ -389,6 +394,24 @@ class Driver:
                        deadline=deadline)
             if self.host.wait_for_ovn:
                 ovs.wait_installed(name, ep.name, deadline=deadline)
+
+    def _plug_child(self, ep: Any, name: str, deadline: float) -> None:
+        """Underlay: an access port with the endpoint's VLAN tag on the VM's bridge; the
+        hypervisor's ovn-controller binds the child port (parent + tag), which the NB shows as
+        the port's `up`."""
+        if ep.tag is None:
+            raise DriverError(f"endpoint {ep.name[:12]} has no VLAN tag (made in overlay mode?)")
+        with LocalOvsdb(self.host.ovs_db, timeout=self.host.timeout) as ovs:
+            ovs.ensure_port(self.host.bridge, name, tag=ep.tag, external_ids={
+                IFACE_ID_KEY: ep.name, naming.OWNER_KEY: build.endpoint_owner(ep.name)})
+            ovs.commit()
+        if not self.host.wait_for_ovn:
+            return
+        while not self.nb.port_up(ep.name):
+            if time.monotonic() > deadline:
+                raise DriverError(f"OVN did not bind child port {ep.name[:12]} (parent "
+                                  f"{self.host.parent}, tag {ep.tag}) within {self.host.bind_timeout:g} s")
+            time.sleep(0.05)
 
     def _unplug(self, endpoint_id: str) -> None:
         name = host_ifname(endpoint_id)

@@ -373,6 +373,9 @@ class DockerNb:
             return build.endpoint_rows(spec), ()
         self.apply((build.endpoint_owner(name),), fn)
 
+    def port_up(self, name: str) -> bool:
+        return self.read(lambda view: any(list(p.up) == [True] for p in view.rows(build.LSP, name)))
+
     def delete_endpoint(self, name: str) -> bool:
         return bool(self.apply((build.endpoint_owner(name),), lambda view: ([], ())))
 
