@@ -246,52 +246,53 @@ def test_nodes_added_and_removed_while_pods_churn(lab, kube, make_watcher, nodep
 
 
 def test_restart_mid_way_pool_full_and_reuse(lab, kube, make_watcher):
-    # /22 blocks of 10.244.0.0/16: a pool of 64.
-    w = make_watcher("--node-subnet-prefix=22")
+    # /21 blocks of 10.244.0.0/16: a pool of 32.
+    w = make_watcher("--node-subnet-prefix=21")
     w.start().wait_ready()
-    for i in range(40):
+    for i in range(20):
         kube.create("nodes", node_obj(f"n{i:02d}"))
-    wait_until(lambda: len(annotations(kube)) >= 8, 30, "part of the nodes annotated")
+    wait_until(lambda: len(annotations(kube)) >= 3, 30, "part of the nodes annotated",
+               interval=0.01)
     w.stop(signal.SIGKILL)
     early = annotations(kube)
-    assert len(early) < 40, "the watcher was not killed mid-way"
-    # While it is down: three annotated nodes leave, 33 join; a switch made by hand for a
+    assert len(early) < 20, "the watcher was not killed mid-way"
+    # While it is down: three annotated nodes leave, 17 join; a switch made by hand for a
     # node that never registered (minion-init before its kubelet) must survive the sync.
     left = sorted(early)[:3]
     for name in left:
         kube.delete("nodes", name)
-    for i in range(40, 73):
+    for i in range(20, 37):
         kube.create("nodes", node_obj(f"n{i:02d}"))
-    write_topology(lab.nb, {"unregistered": "10.244.252.0/22"})
+    write_topology(lab.nb, {"unregistered": "10.244.248.0/21"})
     w.start().wait_ready(60)
-    # 70 Nodes, 63 free /22s (the 64th is the hand-made switch's).
-    wait_until(lambda: len(annotations(kube)) == 63, 30, "the pool handed out")
+    # 34 Nodes, 31 free /21s (the 32nd is the hand-made switch's).
+    wait_until(lambda: len(annotations(kube)) == 31, 30, "the pool handed out")
     subnets = annotations(kube)
     for name, subnet in early.items():
         if name not in left:
             assert subnets[name] == subnet, f"{name} was given a new subnet"
     assert set(left).isdisjoint(switch_subnets(lab.nb)), "nodes gone while down kept rows"
-    assert switch_subnets(lab.nb)["unregistered"] == "10.244.252.0/22"
+    assert switch_subnets(lab.nb)["unregistered"] == "10.244.248.0/21"
     kube.create("nodes", node_obj("unregistered"))   # it registers: its subnet is kept
-    wait_until(lambda: annotations(kube).get("unregistered") == "10.244.252.0/22", 20,
+    wait_until(lambda: annotations(kube).get("unregistered") == "10.244.248.0/21", 20,
                "the hand-made switch adopted")
     subnets = annotations(kube)
-    # 73 - 3 left + 1 registered late = 71 Nodes; the pool holds 64 /22s.
-    assert len(set(subnets.values())) == len(subnets) == 64
+    # 37 - 3 left + 1 registered late = 35 Nodes; the pool holds 32 /21s.
+    assert len(set(subnets.values())) == len(subnets) == 32
     nets = sorted(netaddr.IPNetwork(s) for s in subnets.values())
-    assert all(n in CLUSTER and n.prefixlen == 22 for n in nets)
+    assert all(n in CLUSTER and n.prefixlen == 21 for n in nets)
     wait_until(lambda: switch_subnets(lab.nb) == subnets, 20, "the switches' subnets")
-    unallocated = sorted({f"n{i:02d}" for i in range(73)} - set(subnets) - set(left))
-    assert len(unallocated) == 7
+    unallocated = sorted({f"n{i:02d}" for i in range(37)} - set(subnets) - set(left))
+    assert len(unallocated) == 3
 
     def event_for(name: str) -> bool:
         return any(e.get("reason") == "SubnetAllocationFailed" and
-                   e["involvedObject"].get("name") == name and "no free /22" in e["message"]
+                   e["involvedObject"].get("name") == name and "no free /21" in e["message"]
                    for e in kube.list("events"))
     wait_until(lambda: all(event_for(n) for n in unallocated), 20, "Events on the nodes left out")
 
-    # Ten nodes go: the seven waiting ones get their subnets, taken from the freed ones.
-    gone = [f"n{i:02d}" for i in range(3, 23, 2)]
+    # Ten nodes go: the three waiting ones get their subnets, taken from the freed ones.
+    gone = sorted(n for n in subnets if n != "unregistered")[1:20:2]
     for name in gone:
         kube.delete("nodes", name)
     wait_until(lambda: set(unallocated) <= set(annotations(kube)), 30,
@@ -299,5 +300,5 @@ def test_restart_mid_way_pool_full_and_reuse(lab, kube, make_watcher):
     final = annotations(kube)
     freed = {subnets[n] for n in gone}
     assert {final[n] for n in unallocated} <= freed
-    assert len(set(final.values())) == len(final) == 61
+    assert len(set(final.values())) == len(final) == 25
     wait_until(lambda: switch_subnets(lab.nb) == final, 20, "the NB switches equal the annotations")
