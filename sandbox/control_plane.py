@@ -679,11 +679,22 @@ class ControlPlane:
         self._terminate(["kube-apiserver"], self.stop_grace)
         self._terminate(["etcd"], self.stop_grace)
 
-    def restart_apiserver(self, *, graceful: bool = False) -> None:
-        """Kill kube-apiserver (SIGKILL, or SIGTERM first with graceful) and start it again on
-        the same port and data; returns once /readyz answers 200. Watches end abruptly."""
+    def stop_apiserver(self, *, graceful: bool = False) -> None:
+        """Kill kube-apiserver (SIGKILL, or SIGTERM first with graceful); etcd, the controller
+        manager and the scheduler keep running (they reconnect once it is back)."""
         self._terminate(["kube-apiserver"], self.stop_grace if graceful else 0)
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again on the same port and data; returns once /readyz is 200."""
+        if self.running("kube-apiserver"):
+            raise RuntimeError("kube-apiserver is running")
         self._start_apiserver()
+
+    def restart_apiserver(self, *, graceful: bool = False) -> None:
+        """stop_apiserver() then start_apiserver(): watches end abruptly, clients see
+        connection errors for a few seconds, the watch cache starts afresh."""
+        self.stop_apiserver(graceful=graceful)
+        self.start_apiserver()
 
     def running(self, name: str = "kube-apiserver") -> bool:
         proc = self.procs.get(name)

@@ -167,6 +167,15 @@ class RealKube:
     def delete(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self.cp.delete(*args, **kwargs)
 
+    def stop(self) -> None:
+        """The API server goes away (kube-apiserver killed; etcd and the rest stay)."""
+        self.cp.stop_apiserver()
+
+    def start(self) -> RealKube:
+        """And comes back on the same address, with the same data."""
+        self.cp.start_apiserver()
+        return self
+
     def clear(self) -> None:
         """Delete every pod (grace 0), service (but default/kubernetes), EndpointSlice and
         Event outside the system namespaces: the next test starts from an empty cluster."""
@@ -194,6 +203,8 @@ class RealKube:
 
 @pytest.fixture
 def real_kube(real_cluster: RealCluster) -> RealKube:
+    if not real_cluster.cp.running("kube-apiserver"):   # a test stopped it and failed
+        real_cluster.cp.start_apiserver()
     real_cluster.cp.check_alive()   # a daemon that died during an earlier test: say which
     kube = RealKube(real_cluster)
     kube.clear()

@@ -226,6 +226,7 @@ def test_two_pods_claiming_one_address_the_older_keeps_it(lab, kube, start_watch
     assert "default_second" not in ports
 
 
+@BOTH_SERVERS
 def test_metrics_healthz_and_sigterm(lab, kube, start_watcher):
     write_topology(lab.nb, NODES)
     w = start_watcher()

@@ -22,6 +22,7 @@ import pytest
 from sandbox.kubeapi import KubeApiServer
 from sandbox.lab.cluster import Lab
 from sandbox.watcher_harness import WatcherProcess, annotation, differences, nb_pod_ports, wait_until, write_topology
+from tests.real_control_plane import BOTH_SERVERS
 
 pytestmark = pytest.mark.integration
 NODES = {"node1": "10.244.0.0/23", "node2": "10.244.2.0/23"}
@@ -48,7 +49,8 @@ def make_watcher(lab: Lab, kube: KubeApiServer, tmp_path) -> Iterator:
 
 def pod(name: str, i: int, **spec) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"nodeName": f"node{1 + i % 2}", "containers": [{"name": "c"}], **spec}}
+            "spec": {"nodeName": f"node{1 + i % 2}", "containers": [{"name": "c", "image": "busybox"}],
+                     **spec}}
 
 
 def annotated(kube: KubeApiServer) -> dict[str, dict]:
@@ -60,6 +62,7 @@ def wait_converged(kube: KubeApiServer, lab: Lab, timeout: float = 60) -> None:
                "the NB to match the cluster", interval=0.2)
 
 
+@BOTH_SERVERS
 def test_killed_mid_burst_then_cluster_changed_then_restarted(lab, kube, make_watcher):
     w = make_watcher("--pod-batch-size=10", "--annotation-workers=2")
     w.start().wait_ready()
