@@ -51,10 +51,11 @@ class _Metric:
         self.name = name
         self.help = help_text
         self.label_names = tuple(labels)
+        self._label_set = frozenset(self.label_names)
         self._lock = threading.Lock()
 
     def _key(self, labels: dict[str, str]) -> LabelValues:
-        if set(labels) != set(self.label_names):
+        if labels.keys() != self._label_set:       # no set built per call: a hot path
             raise ValueError(f"{self.name}: labels {sorted(labels)} != {self.label_names}")
         return tuple(str(labels[n]) for n in self.label_names)
 

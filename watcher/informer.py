@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ovn_k8s.kube.backoff import Backoff
+from ovn_k8s.kube.lite import LiteClient, client_for
 from ovn_k8s.kube.rest import KubeClient
 from ovn_k8s.kube.watch import Event, StopEvent, Synced, WatchSettings, WatchStats, list_then_watch
 from watcher.metrics import WatcherMetrics
@@ -31,6 +32,10 @@ class Informer:
         self.resource = resource
         self.path = path
         self._client = client
+        # The WATCH requests through kube.lite: a watch stream read by requests/urllib3 costs
+        # the watcher more CPU per event (docs/performance.md); the LISTs stay on `client`.
+        self._watch_client = client_for(client.params, timeout=client.timeout,
+                                        connect_timeout=client.connect_timeout)
         self._handler = handler
         self._on_synced = on_synced
         self._stop = stop
@@ -79,18 +84,23 @@ class Informer:
             try:
                 for item in list_then_watch(self._client, self.path, stop=self._stop,
                                             settings=self._settings, stats=self.stats,
-                                            sleep=self._failed_sleep):
-                    self._fatal = None
+                                            sleep=self._failed_sleep,
+                                            watch_client=self._watch_client):
                     restarts = 0
                     if isinstance(item, Synced):
-                        self._down_mark = None
+                        self._fatal = self._down_mark = None
                         if self._on_synced is not None:
                             self._safe(self._on_synced, item)
                         self.synced.set()
-                    else:
-                        self._metrics.events.inc(resource=self.resource, type=item.type)
-                        self._safe(self._handler, item)
-                    self._update_gauge()
+                        self._update_gauge()
+                        continue
+                    if self._fatal is not None or self._down_mark is not None:
+                        # An event: the watch works again (the gauge is set on changes only,
+                        # not per event).
+                        self._fatal = self._down_mark = None
+                        self._update_gauge()
+                    self._metrics.events.inc(resource=self.resource, type=item.type)
+                    self._safe(self._handler, item)
             except Exception as exc:  # noqa: BLE001 -- a watch thread must never end silently
                 delay = RESTART_BACKOFF.delay(restarts)
                 restarts += 1
@@ -100,6 +110,8 @@ class Informer:
                           delay, exc_info=not isinstance(exc, OSError))
                 self._stop.wait(delay)
         self._metrics.watch_up.set(0, resource=self.resource)
+        if isinstance(self._watch_client, LiteClient):
+            self._watch_client.close()
 
     def _safe(self, fn: Callable[[Any], None], item: Any) -> None:
         try:

@@ -173,6 +173,7 @@ class _ListWatch:
     sleep: Callable[[float], Any]
     rand: Callable[[], float]
     clock: Callable[[], float]
+    watch_client: Any = None    # for the WATCH requests (a lite.LiteClient); default: client
     known: dict[str, Obj] = field(default_factory=dict)
     rv: str | None = None
     failures: int = 0  # consecutive failed attempts; sets the next backoff delay
@@ -263,7 +264,7 @@ class _ListWatch:
         """One watch request. Returns "ended" (clean end or read timeout: watch again),
         "expired" (list again), "empty" (ended at once, nothing sent) or "stopped"."""
         started = self.clock()
-        stream = self.client.watch(
+        stream = (self.watch_client or self.client).watch(
             self.path, resource_version=self.rv, label_selector=self.label_selector,
             field_selector=self.field_selector, allow_bookmarks=self.settings.allow_bookmarks,
             timeout_seconds=self.settings.timeout_seconds,
@@ -328,7 +329,7 @@ class _ListWatch:
 def list_then_watch(client: KubeClient, resource_path: str, *,
                     field_selector: str | None = None, label_selector: str | None = None,
                     stop: threading.Event | None = None, settings: WatchSettings | None = None,
-                    stats: WatchStats | None = None,
+                    stats: WatchStats | None = None, watch_client: Any = None,
                     sleep: Callable[[float], Any] | None = None,
                     rand: Callable[[], float] = random.random,
                     clock: Callable[[], float] = time.monotonic) -> Iterator[Event | Synced]:
@@ -336,7 +337,9 @@ def list_then_watch(client: KubeClient, resource_path: str, *,
     resource_path("pods")), forever, until `stop` is set; see the module docstring.
 
     `sleep` (default: `stop.wait`, so a stop cuts a backoff short), `rand` and `clock` are
-    injectable for tests; `stats` is updated in place.
+    injectable for tests; `stats` is updated in place. `watch_client` serves the WATCH
+    requests when given (the watcher's informers: `lite.LiteClient`, which reads a stream of
+    events for less CPU than `requests`); `client` serves the LISTs.
     """
     if sleep is None:
         sleep = stop.wait if stop is not None else time.sleep
@@ -344,5 +347,5 @@ def list_then_watch(client: KubeClient, resource_path: str, *,
                       label_selector=label_selector, stop=stop,
                       settings=settings or WatchSettings(),
                       stats=stats if stats is not None else WatchStats(),
-                      sleep=sleep, rand=rand, clock=clock)
+                      sleep=sleep, rand=rand, clock=clock, watch_client=watch_client)
     return loop.run()

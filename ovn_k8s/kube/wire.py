@@ -18,18 +18,23 @@ def watch_events(chunks: Iterable[bytes], path: str) -> Iterator[Obj]:
     string "type" and a dict "object". WatchError on a line that is not such an event."""
     buf = b""
     for chunk in chunks:
-        buf += chunk
-        while (nl := buf.find(b"\n")) >= 0:
-            line, buf = buf[:nl], buf[nl + 1:]
-            if line.strip():
+        if b"\n" not in chunk:
+            buf += chunk
+            continue
+        # One split per chunk: a chunk of many events is not copied once per event.
+        lines = (buf + chunk).split(b"\n") if buf else chunk.split(b"\n")
+        buf = lines.pop()
+        for line in lines:
+            if line and not line.isspace():
                 yield _event(line, path)
-    if buf.strip():
+    if buf and not buf.isspace():
         yield _event(buf, path)
 
 
 def _event(line: bytes, path: str) -> Obj:
     try:
-        event = json.loads(line)
+        # Decoded here: json.loads(bytes) would first guess the encoding (always UTF-8).
+        event = json.loads(line.decode("utf-8", "surrogatepass"))
     except ValueError:
         raise WatchError(f"watch {path}: not JSON: {line[:200]!r}") from None
     if not isinstance(event, dict) or not isinstance(event.get("type"), str) \

@@ -181,8 +181,11 @@ class WorkQueue(Generic[K]):
             self._processing.discard(key)
             if key in self._dirty and not self._shutdown:
                 self._queue.append(key)
-                self._cond.notify()
-            self._cond.notify_all()  # wait_idle()
+                self._cond.notify_all()  # a getter, whichever waiter notify() would pick
+            elif not self._queue and not self._processing:
+                # Only wait_idle() waits for this; waking the getters on every done() cost a
+                # thread switch per key in a burst.
+                self._cond.notify_all()
 
     # -- lifecycle and introspection -----------------------------------------------------------
 
