@@ -12,8 +12,11 @@
 
 Differences from the embedded server that matter to tests (pods deleted with grace 0 where no
 kubelet runs, EndpointSlices only for pods with a podIP on an existing Node, ...) are in
-/work/shared/k8s-assets/README.md; the helpers here smooth only the ones a test never wants to
-see (status written through /status, grace 0 by default).
+/work/shared/k8s-assets/README.md and docs/testing.md; the client smooths only those the
+embedded server's Python API hides too (status written through /status, a pod's nodeName
+through /binding, grace 0 by default). An old resourceVersion answers 410 only once etcd is
+compacted past it AND the apiserver's watch cache no longer holds it: `compact()` then
+`restart_apiserver()`.
 """
 
 from __future__ import annotations
