@@ -51,7 +51,11 @@ NODE_PRIORITY = 1001
 # The columns our rows own (for the engine's scan and comparison).
 COLUMNS = {PG: ("name", "ports", "external_ids"),
            AS: ("name", "addresses", "external_ids"),
-           ACL: ("name", "direction", "priority", "match", "action", "external_ids")}
+           ACL: ("name", "direction", "priority", "match", "action", "options", "external_ids")}
+# Egress ACLs are applied after OVN's load balancing, so that a pod's traffic to a Service VIP
+# is judged by the backend it goes to (OVN 23.03: from-lport only; replies of established
+# connections skip that stage, as they skip the ACL stage).
+AFTER_LB = {"apply-after-lb": "true"}
 DIRECTION_KEY = "ovn-k8s/policy-direction"
 ACL_NAME_MAX = 63                     # the NB schema's limit
 
@@ -165,7 +169,7 @@ def node_rows(node: str, mgmt_ip: str) -> list[Row]:
     return [Row(ACL, f"netpol-node:{node}", node_key(node), {
         "name": f"node {node}"[:ACL_NAME_MAX], "direction": "to-lport",
         "priority": NODE_PRIORITY, "match": f"ip4.src == {mgmt_ip}",
-        "action": "allow-related", "external_ids": {naming.NODE_KEY: node}},
+        "action": "allow-related", "options": {}, "external_ids": {naming.NODE_KEY: node}},
         parent=Parent(LS, node_switch_id(node), "acls"))]
 
 
@@ -202,11 +206,12 @@ def policy_rows(policy: NetworkPolicy, index: PolicyIndex) -> list[Row]:
         lower = direction.lower()
         port_field = "outport" if direction == INGRESS else "inport"
         acl_dir = "to-lport" if direction == INGRESS else "from-lport"
+        options = AFTER_LB if direction == EGRESS else {}
         parent = Parent(PG, pg, "acls")
         acl_ext = {**ext, DIRECTION_KEY: lower}
         rows.append(Row(ACL, f"np:{policy.key}:{lower}:deny", owner, {
             "name": acl_name, "direction": acl_dir, "priority": DENY_PRIORITY,
-            "match": f"{port_field} == @{pg} && ip4", "action": "drop",
+            "match": f"{port_field} == @{pg} && ip4", "action": "drop", "options": options,
             "external_ids": acl_ext}, parent=parent))
         for i, rule in enumerate(rules):
             peer_field = "ip4.src" if direction == INGRESS else "ip4.dst"
@@ -219,7 +224,7 @@ def policy_rows(policy: NetworkPolicy, index: PolicyIndex) -> list[Row]:
             rows.extend(named_rows)
             rows.append(Row(ACL, f"np:{policy.key}:{lower}:{i}", owner, {
                 "name": acl_name, "direction": acl_dir, "priority": ALLOW_PRIORITY,
-                "match": " && ".join(terms), "action": "allow-related",
+                "match": " && ".join(terms), "action": "allow-related", "options": options,
                 "external_ids": {**acl_ext, "ovn-k8s/policy-rule": str(i)}}, parent=parent))
     return rows
 

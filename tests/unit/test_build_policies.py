@@ -132,6 +132,8 @@ def test_rule_matches_peers_ports_ranges_sctp_and_ip_blocks():
         "np:a/p:egress:1": (ALLOW_PRIORITY, "from-lport", "allow-related",
                             f"inport == @{pg} && ip4"),
     }
+    # Egress is judged after load balancing: a Service VIP by the backend it goes to.
+    assert {r.columns["options"].get("apply-after-lb") for r in rows if r.table == "ACL"} == {"true"}
 
 
 def test_named_ports_resolve_per_pod_into_one_set_per_number():
