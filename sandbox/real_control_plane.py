@@ -57,12 +57,6 @@ class SandboxControlPlane(ControlPlane):
             f.write(f"{proc.pid}\n")
         return proc
 
-    def _start_controller_manager(self) -> None:
-        # ControlPlane.start() writes the admin kubeconfig before it picks the ports (it names
-        # port 0); the controller manager and the scheduler read it: write it again first.
-        self.write_kubeconfig(self.admin_kubeconfig)
-        super()._start_controller_manager()
-
     def apiserver_command(self) -> list[str]:
         cert, key = self._lab_certificate()
         # Extra flags come last and override the base class's serving certificate.
