@@ -69,7 +69,8 @@ def duration(value: object) -> float:
 
 
 OPTIONS: dict[str, Option] = {o.name: o for o in [
-    Option("ovn_nb", "OVN Northbound database: unix:PATH, tcp:IP:PORT or ssl:IP:PORT "
+    Option("ovn_nb", "OVN Northbound database: unix:PATH, tcp:IP:PORT or ssl:IP:PORT, or a "
+           "clustered NB's members separated by commas (the leader is used; docs/ha.md) "
            "(OVS external_ids:ovn-nb)", file_key="ovn_nb", ovs_key="ovn-nb", metavar="ADDR"),
     Option("ovs_db", "the local Open vSwitch database", default="unix:/var/run/openvswitch/db.sock",
            file_key="ovs_db", metavar="ADDR"),
