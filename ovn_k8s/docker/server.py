@@ -14,6 +14,7 @@ import socket
 import socketserver
 import stat
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -59,6 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._answer(400, {"Err": f"{method}: the request body is not a JSON object"})
             return
+        start = time.monotonic()
         try:
             answer = self.server.driver.handle(method, body)
         except OvnK8sError as e:
@@ -69,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
             LOG.exception("%s failed", method)
             self._answer(500, {"Err": f"{method}: internal error: {type(e).__name__}: {e}"})
             return
-        LOG.debug("%s %s -> %s", method, body, answer)
+        LOG.debug("%s %s -> %s (%.1f ms)", method, body, answer, (time.monotonic() - start) * 1000)
         self._answer(200, answer)
 
     def do_GET(self) -> None:  # noqa: N802
