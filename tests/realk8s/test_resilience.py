@@ -1,5 +1,6 @@
-"""The watcher on a real control plane under failure: kube-apiserver killed (SIGKILL) and
-restarted in the middle of a burst of pod creations, and the watcher itself killed with
+"""The watcher on a real control plane under failure: etcd compacted and kube-apiserver killed
+(SIGKILL) and restarted in the middle of a burst of pod creations (its watches come back with
+410 Gone and it lists again), and the watcher itself killed with
 SIGKILL while pods come and go and a new one started. Either way the NB ends matching the
 cluster exactly (every pod annotated, its port on its node's switch with that address, no
 stale port, no address given twice), and addresses already given are kept."""
@@ -80,11 +81,18 @@ def test_apiserver_restart_in_the_middle_of_a_burst(lab, kube, watcher):
     writer = Writer(create)
     writer.start()
     wait_until(lambda: writer.done >= count // 3, 30, "a third of the burst")
+    # A write none of the watcher's watches sees, then etcd compacted past it: the restarted
+    # server's watch cache starts after every resourceVersion the watcher holds, so its
+    # watches come back with 410 Gone and it lists again (mid-stream, mid-burst).
+    kube.create("configmaps", {"metadata": {"name": f"bump-{time.monotonic_ns()}"}},
+                namespace="burst")
+    kube.cp.compact()
     kube.cp.restart_apiserver()
     writer.finish()
     wait_converged(kube, lab)
     assert len(kube.list("pods", namespace="burst")) == count
     assert watcher.proc.poll() is None          # the watcher rode it out
+    assert "listing again" in watcher.log()     # 410 Gone -> relist
     assert watcher.metric("ovnk8s_watcher_watch_up", resource="pods") == 1
 
 
