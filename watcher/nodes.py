@@ -182,6 +182,10 @@ class NodeController:
             # while we were down): rows of a node that never registered are not ours to drop.
             if seen_deleted or uid:
                 self._delete(name)
+                with self._lock:
+                    # Done: a switch made for this name later (minion-init re-run before the
+                    # kubelet registers again) is not ours to drop.
+                    self._seen_deleted.discard(name)
             elif name not in self._left_alone:
                 self._left_alone.add(name)
                 LOG.info("node %s: rows in the NB but no Node in the cluster, and its switch "
