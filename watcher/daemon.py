@@ -81,7 +81,10 @@ OPTIONS = (*process.GLOBAL_OPTIONS, *KUBE_OPTIONS, *WATCHER_OPTIONS, *NODE_OPTIO
 # gateway router's chassis, physical IP or name (services). A switch's `ports` and other
 # link columns change with every pod and are not watched.
 NB_WATCH = {"Logical_Switch": frozenset({"name", "other_config", "external_ids"}),
-            "Logical_Router": frozenset({"options", "external_ids", "name"})}
+            "Logical_Router": frozenset({"options", "external_ids", "name"}),
+            # Creations only (no column watched): a pod port made again (new UUID) has left
+            # the policies' port groups, which hold it by weak reference.
+            "Logical_Switch_Port": frozenset()}
 
 
 class LostLock(OvnK8sError):
@@ -320,6 +323,9 @@ class Watcher:
                     nodes.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
                 if change.id.startswith(SWITCH_ID_PREFIX) and policies is not None:
                     policies.on_switch_event(change.id[len(SWITCH_ID_PREFIX):])
+            elif change.table == "Logical_Switch_Port":
+                if change.event == "create" and policies is not None:
+                    policies.on_port_created(change.owner)
             elif services is not None and change.owner.startswith(gateway_prefix):
                 services.on_gateways_changed()
 

@@ -145,6 +145,7 @@ class PolicyController:
         # Until the first sync, events only fill the index: the sync rebuilds every key (at
         # 5k pods the initial list would otherwise compute touched keys 5k times for nothing).
         self._track = False
+        self._force: set[str] = set()       # keys to write even if the cache says equal
         self._first_seen: dict[str, float] = {}
         self._txns_seen = 0
         metrics.queue_depth.set(0, resource=RESOURCE)
@@ -265,6 +266,23 @@ class PolicyController:
                     touched.add(policy_key(pol))
         self._enqueue(touched)
 
+    def on_port_created(self, owner: str) -> None:
+        """A logical switch port was created in the NB (called from the IDL thread). A pod's
+        port made again has a new UUID: the port groups that held the old one (a weak
+        reference) lost it while the cache says it is there, so its policies are rewritten."""
+        if not owner.startswith(naming.OWNER_POD_PREFIX):
+            return
+        namespace, _, name = owner[len(naming.OWNER_POD_PREFIX):].partition("/")
+        with self._lock:
+            pod = self.index.get(namespace, name)
+            if pod is None or pod.ip is None or not self._track:
+                return
+            labels = pod.label_map
+            keys = {policy_key(p) for p in self.policies.values()
+                    if p.namespace == namespace and p.pod_selector.matches(labels)}
+            self._force.update(keys)
+        self._enqueue(keys)
+
     def on_switch_event(self, node: str) -> None:
         """A node switch came, went or changed in the NB (called from the IDL thread)."""
         self._switches_dirty.set()
@@ -380,25 +398,29 @@ class PolicyController:
             want = self._desired(key)
             if want is not None:
                 desired[key] = want
-        results = self._apply(desired)
+        with self._lock:
+            force = self._force & desired.keys()
+            self._force -= force
+        results = self._apply(desired, force)
         if isinstance(results, Exception):
             if len(desired) > 1:
                 LOG.warning("networkpolicies: batch of %d failed (%s); retrying key by key",
                             len(desired), results)
             results = {}
             for key in desired:
-                one = self._apply({key: desired[key]})
+                one = self._apply({key: desired[key]}, force & {key})
                 results[key] = one if isinstance(one, Exception) else one.get(key)
         for key in keys:
             self._finish(key, results.get(key))
         self._count_txns()
         self.metrics.reconcile.observe(time.monotonic() - t0, resource=RESOURCE)
 
-    def _apply(self, desired: dict[str, dict[Ident, Row]]) -> dict[str, Exception] | Exception:
+    def _apply(self, desired: dict[str, dict[Ident, Row]],
+               force: set[str] | frozenset[str] = frozenset()) -> dict[str, Exception] | Exception:
         if not desired:
             return {}
         try:
-            outcome = self._engine().apply(desired)
+            outcome = self._engine().apply(desired, force=force)
         except Exception as exc:  # noqa: BLE001 -- per key in _finish
             self.metrics.nb_txns.inc(result="error")
             return exc

@@ -225,3 +225,22 @@ def test_malformed_policy_gets_an_event_and_a_count(cluster):
     assert events[0]["reason"] == "ErrorSyncingNetworkPolicy"
     assert "Sometimes" in events[0]["message"]
     assert policy_state(lab)["groups"] == {}
+
+
+def test_a_pod_port_made_again_rejoins_its_port_groups(cluster):
+    lab, kube, w = cluster
+    ips(kube, "a/web1", "a/web2")
+    kube.create("networkpolicies", policy("a", "web", {"podSelector": {"matchLabels": {"app": "web"}}}),
+                namespace="a")
+    wait_until(lambda: (policy_state(lab)["groups"].get("a/web") or {}).get("ports") ==
+               ["a_web1", "a_web2"], 20, "both web pods in the port group")
+    # The port is deleted and made again (a new UUID, as a repair or a restore would): the
+    # group held the old one by weak reference and lost it.
+    port = next(r for r in table(lab, "Logical_Switch_Port") if r["name"] == "a_web1")
+    nbctl(lab, "lsp-del", "a_web1")
+    assert policy_state(lab)["groups"]["a/web"]["ports"] == ["a_web2"]
+    ext = [f'external_ids:"{k}"="{v}"' for k, v in port["external_ids"].items()]
+    nbctl(lab, "lsp-add", "node1", "a_web1", "--", "set", "Logical_Switch_Port", "a_web1",
+          f"addresses=\"{port['addresses']}\"", *ext)
+    wait_until(lambda: policy_state(lab)["groups"]["a/web"]["ports"] == ["a_web1", "a_web2"], 20,
+               "the new port in the port group")
