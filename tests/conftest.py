@@ -33,12 +33,14 @@ def _require_root_and_ovn() -> None:
 
 
 @pytest.fixture
-def lab() -> Iterator[Lab]:
-    """Central NB/SB/northd up; add nodes with lab.add_node(name)."""
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """Central NB/SB/northd up; add nodes with lab.add_node(name). Parametrized indirectly
+    with N (`@pytest.mark.parametrize("lab", [3], indirect=True)`), the NB and SB are N-member
+    RAFT clusters (lab.nb and lab.sb are then lists; docs/ha.md)."""
     _require_root_and_ovn()
     lab = Lab()
     try:
-        lab.up_central()
+        lab.up_central(db_cluster=getattr(request, "param", 0))
         yield lab
     finally:
         lab.down()

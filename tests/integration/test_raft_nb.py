@@ -189,17 +189,6 @@ def test_a_commit_whose_reply_was_lost_is_not_made_again(lab: Lab, proxy: ReplyD
 PLUGIN = os.path.join(BIN, "ovn-k8s-cni-overlay")
 
 
-@pytest.fixture
-def raft_lab() -> Iterator[Lab]:
-    """Central with a 3-member RAFT NB and SB (ovn-northd and the nodes on all three)."""
-    lab = Lab()
-    try:
-        lab.up_central(db_cluster=3)
-        yield lab
-    finally:
-        lab.down()
-
-
 def pod(name: str, node: str) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}}
@@ -295,8 +284,8 @@ def kill_leader(lab: Lab) -> int:
     return leader
 
 
-def test_raft_nb_leader_killed_twice_under_churn(raft_lab: Lab, kube: KubeApiServer, tmp_path) -> None:
-    lab = raft_lab
+@pytest.mark.parametrize("lab", [3], indirect=True)   # a 3-member RAFT NB and SB
+def test_raft_nb_leader_killed_twice_under_churn(lab: Lab, kube: KubeApiServer, tmp_path) -> None:
     assert lab.nb.count(",") == 2                  # every client below is given all three members
     node1, node2 = lab.add_node("node1"), lab.add_node("node2")
     ok(master_init(node1, "10.244.1.0/24"))
