@@ -47,6 +47,7 @@ def under_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k: count only the tests that would have run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     real = [item for item in items if item.get_closest_marker(MARK)]
     if not real:
