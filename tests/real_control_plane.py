@@ -69,7 +69,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     reason, count = not_run
     terminalreporter.write_sep("=", "real Kubernetes control plane", yellow=True)
     terminalreporter.write_line(
-        f"NOT RUN: real control plane: {reason} ({count} tests marked {MARK!r} deselected; "
+        f"NOT RUN: real control plane: {reason} ({count} test{'s' if count != 1 else ''} "
+        f"marked {MARK!r} deselected; "
         "under CI=true they fail instead)", yellow=True, bold=True)
 
 
