@@ -158,3 +158,28 @@ def test_client_go_checks_the_durations(lease: float, renew: float, retry: float
                                         message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ElectionConfig(lease_duration=lease, renew_deadline=renew, retry_period=retry).check()
+
+
+def _watcher_cfg(**values: str) -> object:
+    from ovn_k8s import config
+    from watcher import daemon
+
+    return config.resolve({"ovn_nb": "unix:/nonexistent/nb.sock", **values}, daemon.OPTIONS,
+                          env={"OVN_K8S_CONFIG": "/dev/null"}, ovs_external_ids=lambda: {})
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"leader_elect": "true", "leader_elect_renew_deadline": "20s"},
+     "--leader-elect-lease-duration must be greater than --leader-elect-renew-deadline"),
+    ({"leader_elect": "true", "leader_elect_retry_period": "9s"},
+     "renew-deadline must be greater than 1.2 x --leader-elect-retry-period"),
+    ({"allocate_node_subnets": "true", "cluster_ip_subnet": "10.244.0.0/16",
+      "node_subnet_prefix": "12"}, "--node-subnet-prefix /12 is larger than the cluster subnet"),
+    ({"cluster_ip_subnet": "10.244.0.1/16"}, "--cluster-ip-subnet: '10.244.0.1/16' has host bits"),
+])
+def test_the_watcher_refuses_bad_settings_before_connecting(values: dict[str, str],
+                                                            message: str) -> None:
+    from watcher import daemon
+
+    with pytest.raises(ConfigError, match=message):
+        daemon.Watcher(_watcher_cfg(**values)).check()  # type: ignore[arg-type]
