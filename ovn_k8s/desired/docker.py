@@ -32,6 +32,7 @@ LS, LSP, LR, LRP = "Logical_Switch", "Logical_Switch_Port", "Logical_Router", "L
 OWNER_SWITCH = "docker-switch:"
 OWNER_ENDPOINT = "docker-endpoint:"
 OWNER_ROUTER = "docker-router:"
+OWNER_RESERVATION = "docker-reservation:"
 
 # external_ids keys
 GATEWAY_IP_KEY = "gateway_ip"             # on the switch: <gateway>/<len> (the original's key)
@@ -45,6 +46,8 @@ IP_KEY = "ovn-k8s/ip"                     # on an endpoint port: <ip>/<len>
 NAME_KEY = "ovn-k8s/name"                 # on an ovn-container endpoint: its name
 CONTAINER_KEY = "ovn-k8s/container"       # on an ovn-container endpoint: its network container
 OVN_CONTAINER = "ovn-container"
+RESERVED_IP_KEY = "ovn-k8s/reserved-ip"        # on a reservation port: the address held
+RESERVED_UNTIL_KEY = "ovn-k8s/reserved-until"  # and until when (Unix time)
 
 MIN_PREFIX = 30          # a gateway address and at least one endpoint
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -297,6 +300,23 @@ def lowest_free_tag(used: Iterable[int]) -> int:
         if tag not in taken:
             return tag
     raise ConfigError("no VLAN tag left behind this parent port (4094 in use)")
+
+
+def reservation_owner(host: str, subnet: netaddr.IPNetwork, ip: netaddr.IPAddress) -> str:
+    return f"{OWNER_RESERVATION}{host}/{subnet}/{ip}"
+
+
+def reservation_rows(host: str, subnet: netaddr.IPNetwork, ip: netaddr.IPAddress, until: float,
+                     switches: Iterable[str]) -> list[Row]:
+    """An address handed out by the IPAM and not yet in an endpoint's port: a port without
+    addresses on each switch of the pool this host uses, so every host's allocation sees it.
+    CreateEndpoint replaces it with the endpoint's port in one transaction; ReleaseAddress
+    deletes it; it is ignored (and collected) once `until` has passed."""
+    owner = reservation_owner(host, subnet, ip)
+    return [Row(LSP, f"rsv-{switch}-{ip}-{host}"[:200], owner, {
+        "name": f"rsv-{switch}-{ip}-{host}"[:200],
+        "external_ids": {RESERVED_IP_KEY: str(ip), RESERVED_UNTIL_KEY: f"{until:.0f}"}},
+        parent=Parent(LS, switch_id(switch), "ports")) for switch in switches]
 
 
 def switch_ref(switch: str) -> Ref:

@@ -12,12 +12,13 @@ The contract details that break Docker (docker-lab.md) and how they are met:
   (`ovn/<subnet>`), and no state is kept in memory beyond the short-lived reservations below.
 
 Addresses: the IPAM pool is the subnet. An address is free when no port of any of our
-switches with that subnet has it (nor their gateways and excluded addresses); the NB is the
-record. Between RequestAddress and CreateEndpoint (milliseconds) an address is held in memory
-so two concurrent `docker run`s on this host do not get the same one; CreateEndpoint checks
-again inside its transaction, so two hosts racing for it cannot both have it. The same subnet
-on two switches (overlapping networks) is kept apart by the switches; the pool being shared,
-an address is used on only one of them.
+switches with that subnet has it (nor their gateways and excluded addresses) and no host holds
+it; the NB is the record. RequestAddress writes a reservation (a port without addresses, with
+an expiry) on the pool's switches this host uses, in the transaction that chose the address,
+so concurrent `docker run`s on any host never get the same one; CreateEndpoint replaces it with
+the endpoint's port in one transaction, ReleaseAddress deletes it. The same subnet on two
+switches (overlapping networks) is kept apart by the switches; the pool being shared, an
+address is used on only one of them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -109,8 +109,6 @@ class Driver:
     def __init__(self, nb: DockerNb, host: HostSettings) -> None:
         self.nb = nb
         self.host = host
-        self._held: dict[tuple[str, int], float] = {}   # (pool, address) -> expiry
-        self._lock = threading.Lock()
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "Plugin.Activate": lambda b: {"Implements": ["NetworkDriver", "IpamDriver"]},
             "NetworkDriver.GetCapabilities": lambda b: {"Scope": "local", "ConnectivityScope": "local"},
@@ -175,21 +173,10 @@ class Driver:
         if options.get("RequestAddressType") == GATEWAY_REQUEST:
             gw = ip or build.gateway_ip(subnet)
             return {"Address": f"{gw}/{subnet.prefixlen}", "Data": {}}
-        with self._lock:
-            now = time.monotonic()
-            self._held = {k: t for k, t in self._held.items() if t > now}
-            held = {a for (p, a) in self._held if p == str(subnet)}
-            used = self.nb.pool_in_use(subnet) | held
-            if ip is not None:
-                if int(ip) in used:
-                    raise DriverError(f"address {ip} is already in use in {subnet}")
-                chosen = ip
-            else:
-                try:
-                    chosen = build.lowest_free(subnet, used)
-                except ConfigError as e:
-                    raise DriverError(str(e)) from None
-            self._held[(str(subnet), int(chosen))] = now + HOLD_SECONDS
+        try:
+            chosen = self.nb.reserve_address(subnet, ip, HOLD_SECONDS)
+        except ConfigError as e:
+            raise DriverError(str(e)) from None
         return {"Address": f"{chosen}/{subnet.prefixlen}", "Data": {}}
 
     def release_address(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -198,12 +185,8 @@ class Driver:
             ip = build.parse_ip(_req(body, "Address"), subnet, "Address")
         except ConfigError as e:
             raise DriverError(str(e)) from None
-        self._release(subnet, ip)
+        self.nb.release_address(subnet, ip)
         return {}
-
-    def _release(self, subnet: netaddr.IPNetwork, ip: netaddr.IPAddress) -> None:
-        with self._lock:
-            self._held.pop((str(subnet), int(ip)), None)
 
     # -- networks -------------------------------------------------------------------------------
     def create_network(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -232,7 +215,12 @@ class Driver:
                                           gateway=gateway, router=router, exclude=aux,
                                           gateway_spec=egress)
             if egress is not None:
-                self._plug_nic(egress, router)
+                try:
+                    self._plug_nic(egress, router)
+                except OvnK8sError:
+                    # Docker sends no DeleteNetwork after a failed CreateNetwork: undo it here.
+                    self.nb.delete_network(network_id=network_id)
+                    raise
         except ConfigError as e:
             raise DriverError(str(e)) from None
         LOG.info("network %s: logical switch %s (%s, gateway %s%s)", network_id[:12], spec.name,
@@ -320,7 +308,6 @@ class Driver:
             raise DriverError(str(e)) from None
         except ConfigError as e:
             raise DriverError(str(e)) from None
-        self._release(net.subnet, ip)            # the port holds it now
         LOG.info("endpoint %s: port on %s, %s %s", endpoint_id[:12], ep.switch, ep.cidr, ep.mac)
         # Never echo what Docker set: only the MAC, when Docker has none.
         return {"Interface": {"Address": "", "AddressIPv6": "", "MacAddress": "" if mac else ep.mac}}

@@ -9,6 +9,7 @@ second host) sees exactly what the first one wrote.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -100,11 +101,31 @@ def endpoint_ports(row: Any) -> list[Any]:
     return [p for p in row.ports if _owner(p).startswith(build.OWNER_ENDPOINT)]
 
 
-def used_ips(net: Network, *, excluding: str | None = None) -> set[int]:
-    """Addresses taken on one switch: its ports' (but `excluding`'s), its gateway, its excludes."""
+def live_reservation(port: Any, now: float) -> netaddr.IPAddress | None:
+    """The address a reservation port holds, if it is one and has not expired."""
+    ids = port.external_ids
+    if not _owner(port).startswith(build.OWNER_RESERVATION) or build.RESERVED_IP_KEY not in ids:
+        return None
+    try:
+        if float(ids.get(build.RESERVED_UNTIL_KEY, "0")) < now:
+            return None
+        return netaddr.IPAddress(ids[build.RESERVED_IP_KEY])
+    except (ValueError, netaddr.AddrFormatError):
+        return None
+
+
+def used_ips(net: Network, *, excluding: str | None = None, keep_owner: str | None = None) -> set[int]:
+    """Addresses taken on one switch: its ports' (but `excluding`'s), live reservations (but
+    those of `keep_owner`), its gateway, its excludes."""
     used = {int(net.spec.gateway)}
+    now = time.time()
     for port in net.row.ports:
-        if port.name != excluding:
+        if port.name == excluding or (keep_owner is not None and _owner(port) == keep_owner):
+            continue
+        held = live_reservation(port, now)
+        if held is not None:
+            used.add(int(held))
+        else:
             used.update(int(ip) for ip in build.ips_in([*port.addresses, *port.dynamic_addresses]))
     used.update(int(ip) for ip in build.exclude_ranges(" ".join(net.spec.exclude)))
     return used
@@ -293,16 +314,41 @@ class DockerNb:
         return self.read(lambda view: network_by_id(view, network_id).spec)
 
     # -- addresses ------------------------------------------------------------------------------
-    def pool_in_use(self, subnet: netaddr.IPNetwork) -> set[int]:
-        """Every address taken on any of our switches with this subnet: the IPAM pool is the
-        subnet, shared by the Docker networks (on every host) that use it."""
-        def fn(view: NbView) -> set[int]:
+    def reserve_address(self, subnet: netaddr.IPNetwork, wanted: netaddr.IPAddress | None,
+                        hold: float) -> netaddr.IPAddress:
+        """The IPAM's choice, recorded in the NB: `wanted` if free, else the lowest free
+        address of the pool. The pool is the subnet: free means free on every one of our
+        switches with that subnet, reservations of every host included. The reservation goes
+        on the switches of the pool this host's Docker networks use; this host's expired
+        reservations are collected in the same transaction."""
+        out: list[netaddr.IPAddress] = []
+
+        def fn(view: NbView) -> tuple[list[Row], Iterable[str]]:
+            now = time.time()
+            nets = [n for n in networks(view) if n.spec.subnet == subnet]
             used: set[int] = set()
-            for net in networks(view):
-                if net.spec.subnet == subnet:
-                    used |= used_ips(net)
-            return used
-        return self.read(fn)
+            stale: set[str] = set()
+            mine_prefix = f"{build.OWNER_RESERVATION}{self.system_id}/"
+            for net in nets:
+                view.verify(net.row, "ports")        # racing hosts re-plan
+                used |= used_ips(net)
+                stale |= {_owner(p) for p in net.row.ports if _owner(p).startswith(mine_prefix)
+                          and live_reservation(p, now) is None}
+            if wanted is not None:
+                if int(wanted) in used:
+                    raise ConfigError(f"address {wanted} is already in use in {subnet}")
+                chosen = wanted
+            else:
+                chosen = build.lowest_free(subnet, used)
+            out[:] = [chosen]
+            mine = [n.switch for n in nets if self.system_id in n.spec.networks.values()]
+            owner = build.reservation_owner(self.system_id, subnet, chosen)
+            return build.reservation_rows(self.system_id, subnet, chosen, now + hold, mine), stale | {owner}
+        self.apply((), fn)
+        return out[0]
+
+    def release_address(self, subnet: netaddr.IPNetwork, ip: netaddr.IPAddress) -> None:
+        self.apply((build.reservation_owner(self.system_id, subnet, ip),), lambda view: ([], ()))
 
     # -- endpoints ------------------------------------------------------------------------------
     def create_endpoint(self, *, name: str, ip: netaddr.IPAddress | None, mac: str | None,
@@ -313,8 +359,10 @@ class DockerNb:
         """The endpoint's logical port on the network's switch: `ip` if free there (None: the
         lowest free address of the switch, decided in the transaction)."""
         out: list[Endpoint] = []
+        reservation: str | None = None
 
         def fn(view: NbView) -> tuple[list[Row], Iterable[str]]:
+            nonlocal reservation
             if network_id is not None:
                 net = network_by_id(view, network_id)
             else:
@@ -328,6 +376,9 @@ class DockerNb:
                     raise ConfigError(f"a logical port named {name} already exists (owner "
                                       f"{_owner(port) or 'none'})")
             view.verify(net.row, "ports")       # concurrent endpoints on the switch re-plan
+            # This host's reservation of the address (RequestAddress) becomes the port.
+            reservation = (build.reservation_owner(self.system_id, net.spec.subnet, ip)
+                           if ip is not None else None)
             chosen_tag = tag
             if parent is not None and tag is None:
                 siblings = [p for p in all_endpoint_ports(view)
@@ -335,7 +386,7 @@ class DockerNb:
                 current = [p for p in view.rows(build.LSP, name) if list(p.tag_request)]
                 chosen_tag = (current[0].tag_request[0] if current else
                               build.lowest_free_tag(t for p in siblings for t in p.tag_request))
-            used = used_ips(net, excluding=name)
+            used = used_ips(net, excluding=name, keep_owner=reservation)
             if ip is None:
                 chosen = build.lowest_free(net.spec.subnet, used)
             else:
@@ -354,7 +405,7 @@ class DockerNb:
             out[:] = [Endpoint(name=name, switch=net.switch, ip=chosen, prefixlen=spec.prefixlen,
                                mac=spec.mac, gateway=net.spec.gateway if net.spec.router else None,
                                parent=parent, tag=chosen_tag, external_ids={}, uuid="")]
-            return build.endpoint_rows(spec), ()
+            return build.endpoint_rows(spec), (reservation,) if reservation else ()
         self.apply((build.endpoint_owner(name),), fn)
         return out[0]
 

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -211,6 +212,17 @@ def test_two_hosts_share_a_switch_and_ping_through_geneve(hosts: Lab2) -> None:
     b = h2.run("sh-b", "shared")
     assert a != b
     assert h1.ping("sh-a", b) and h2.ping("sh-b", a)
+    # Both hosts start containers at once on the switch: the reservations RequestAddress writes
+    # in the NB keep every address single, and none is left once the ports exist.
+    runs = [(h, f"sh-{h.node.name}-{i}") for h in (h1, h2) for i in range(4)]
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        ips = list(pool.map(lambda hn: hn[0].run(hn[1], "shared"), runs))
+    found = ports(lab, "shared")
+    assert len(set(ips) | {a, b}) == 10 and len(found) == 10
+    assert not [n for n in found if n.startswith("rsv-")]
+    assert h2.ping("sh-h2-3", ips[0])
+    for host, name in runs:
+        host.docker("rm", "-f", name)
     # One host leaving keeps the switch for the other.
     h1.docker("rm", "-f", "sh-a")
     h1.docker("network", "rm", "shared")
@@ -297,7 +309,10 @@ def test_driver_restart_and_dockerd_restart_with_running_containers(hosts: Lab2)
     h1.docker("rm", "-f", "rs-a", "rs-b")
     h1.docker("network", "rm", "rs")
     assert "rs" not in switches(lab)
+    # Nothing leaks: no veth, no OVS port, no reservation of this host.
     assert not [n for n in h1.links() if len(n) == 15 and n.isalnum()]
+    assert not [p for p in h1.node.vsctl("list-ports", "br-int").split() if len(p) == 15 and p.isalnum()]
+    assert "docker-reservation:h1/" not in lab.nbctl("--columns=external_ids", "list", "Logical_Switch_Port")
 
 
 def test_network_removed_from_the_nb_behind_dockers_back(hosts: Lab2) -> None:
