@@ -482,8 +482,9 @@ class Watcher:
     def _run(self, params: Any) -> int:
         cfg = self.cfg
         if cfg.metrics_address:
-            self._metrics_server = MetricsServer(cfg.metrics_address, self.metrics,
-                                                 health=self.health, ready=self.ready).start()
+            self._metrics_server = MetricsServer(
+                cfg.metrics_address, self.metrics, health=self.health, ready=self.ready,
+                role=self.role if cfg.leader_elect else None).start()
             LOG.info("metrics on %s/metrics", self._metrics_server.url)
         self.kube = KubeClient(params, timeout=cfg.timeout, user_agent=PROG)
         annotator = PodAnnotator(params, timeout=cfg.timeout, user_agent=PROG)

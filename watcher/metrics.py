@@ -1,8 +1,8 @@
 """The metrics of ovn-k8s-watcher, and its /metrics, /healthz and /readyz server.
 
 - GET /metrics  the metrics below (ovn_k8s.metrics renders them);
-- GET /healthz  200 "ok", or 503 with one line per failing check (a watch down, the NB
-  connection down);
+- GET /healthz  200 "ok" ("ok (leader)" / "ok (standby)" with --leader-elect), or 503 with
+  one line per failing check (a watch down, the NB connection down);
 - GET /readyz   200 once the start-up sync is done and this watcher serves (503 in standby).
 """
 
@@ -67,10 +67,14 @@ class MetricsServer(metrics.MetricsServer):
 
     def __init__(self, address: str, metrics_: WatcherMetrics, *,
                  health: Callable[[], list[str]],
-                 ready: Callable[[], tuple[bool, str]]) -> None:
+                 ready: Callable[[], tuple[bool, str]],
+                 role: Callable[[], str] | None = None) -> None:
         def healthz() -> tuple[int, str]:
             problems = health()
-            return (503, "\n".join(problems) + "\n") if problems else (200, "ok\n")
+            if problems:
+                return 503, "\n".join(problems) + "\n"
+            # With leader election a standby is healthy too; the body says which it is.
+            return 200, f"ok ({role()})\n" if role is not None else "ok\n"
 
         def readyz() -> tuple[int, str]:
             ok, why = ready()

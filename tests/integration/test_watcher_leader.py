@@ -166,9 +166,12 @@ def test_one_leader_of_three_then_kill9_under_churn(lab, kube, cluster):
         wait_until(lambda w=w: "state: standby" in appctl(w, "status"), 20, "standby status")
         code, body = w.get("/readyz")
         assert code == 503 and body.startswith("standby: ")
+        assert w.get("/healthz") == (200, "ok (standby)\n")
         assert w.metric("ovnk8s_watcher_leader") == 0
     assert "role: leader" in appctl(leader, "status")
     assert leader.metric("ovnk8s_watcher_leader") == 1
+    assert leader.get("/healthz") == (200, "ok (leader)\n")
+    assert leader.get("/readyz") == (200, "ok: leader\n")
 
     stop = threading.Event()
     created = []
