@@ -328,6 +328,39 @@ def test_network_removed_from_the_nb_behind_dockers_back(hosts: Lab2) -> None:
     assert nb_dump(lab) == before
 
 
+def test_a_failed_join_undoes_its_own_steps(hosts: Lab2) -> None:
+    """Docker sends no Leave after a failed Join: the driver removes its veth and OVS port."""
+    lab, h1 = hosts.lab, hosts.h1
+    net = create(h1, "undo", "10.12.0.0/24", "-o", "switch=undo")
+    sock = h1.driver.socket()
+    eid = "e" * 64
+    status, answer = plugin_call(sock, "IpamDriver.RequestAddress", {"PoolID": "ovn/10.12.0.0/24"})
+    assert status == 200 and answer["Address"] == "10.12.0.2/24"
+    status, answer = plugin_call(sock, "NetworkDriver.CreateEndpoint", {
+        "NetworkID": net, "EndpointID": eid, "Interface": {"Address": answer["Address"]}})
+    assert status == 200 and answer["Interface"]["MacAddress"] == "0a:58:0a:0c:00:02"
+    h1.node.exec(["ip", "link", "add", eid[:15], "type", "bridge"])     # in the way of the veth
+    try:
+        join = {"NetworkID": net, "EndpointID": eid, "SandboxKey": "/var/run/docker/netns/abc"}
+        status, answer = plugin_call(sock, "NetworkDriver.Join", join)
+        assert status == 500 and "not a veth" in answer["Err"]
+        assert f"{eid[:13]}_c" not in h1.links()
+        assert eid[:15] not in h1.node.vsctl("list-ports", "br-int").split()
+    finally:
+        h1.node.exec(["ip", "link", "del", eid[:15]], check=False)
+    status, answer = plugin_call(sock, "NetworkDriver.Join", join)
+    assert status == 200 and answer["InterfaceName"] == {"SrcName": f"{eid[:13]}_c", "DstPrefix": "eth"}
+    assert answer["DisableGatewayService"] is True and answer["Gateway"] == ""
+    assert lab.nbctl("get", "Logical_Switch_Port", eid, "up") == "true"
+    assert "sockets:" in run(["ovs-appctl", "-t", f"{h1.engine.dir}/ovn-docker-driver.ctl", "status"]).stdout
+    for method in ("NetworkDriver.Leave", "NetworkDriver.DeleteEndpoint"):
+        assert plugin_call(sock, method, {"NetworkID": net, "EndpointID": eid})[0] == 200
+    assert plugin_call(sock, "IpamDriver.ReleaseAddress", {"PoolID": "ovn/10.12.0.0/24",
+                                                           "Address": "10.12.0.2"})[0] == 200
+    assert ports(lab, "undo") == {} and eid[:15] not in h1.links()
+    h1.docker("network", "rm", "undo")
+
+
 # --- bad input to every call ------------------------------------------------------------------------
 V4 = [{"Pool": "10.0.0.0/24", "Gateway": "10.0.0.1/24"}]
 GENERIC = "com.docker.network.generic"
