@@ -171,6 +171,7 @@ class DockerEngine:
                 self.docker("rm", "-f", *ids, check=False, timeout=60)
         assert self.pid is not None
         stop_pid(self.pid, timeout=timeout)
+        _reap(self.pid)
         self.pid = None
 
     def destroy(self) -> None:
@@ -182,7 +183,7 @@ class DockerEngine:
         if stale is not None and alive(stale) and _comm(stale) == "dockerd":
             stop_pid(stale, timeout=20)
         shutil.rmtree(self.dir, ignore_errors=True)
-        if not any(_comm(int(p)) == "dockerd" for p in os.listdir("/proc") if p.isdigit()):
+        if not any(_comm(int(p)) == "dockerd" and alive(int(p)) for p in os.listdir("/proc") if p.isdigit()):
             for path in (PLUGINS, os.path.dirname(PLUGINS)):
                 with contextlib.suppress(OSError):
                     os.rmdir(path)      # only if empty: another user's files stay
@@ -273,10 +274,17 @@ class DockerDriver:
     def stop(self) -> None:
         if self.pid is not None:
             stop_pid(self.pid, timeout=10)
+            _reap(self.pid)
             self.pid = None
 
     def running(self) -> bool:
         return self.pid is not None and alive(self.pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect our own child's exit status (a zombie would still read as `dockerd`)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _comm(pid: int) -> str:
