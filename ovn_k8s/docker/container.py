@@ -208,7 +208,7 @@ def container_create(nb: DockerNb, ovs: LocalOvsdb, cfg: Settings, endpoints: Se
                            deadline=deadline)
                 ovs.wait_installed(host, ep.name, deadline=deadline)
     except BaseException:
-        LOG.warning("container-create failed: removing what it made")
+        LOG.info("container-create failed: removing what it made")
         for ep in done:
             with contextlib.suppress(Exception):
                 _unplug(ovs, ep.name)

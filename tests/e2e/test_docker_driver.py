@@ -551,6 +551,7 @@ def test_the_original_overlay_walkthrough(hosts: Lab2) -> None:
 def test_a_docker_network_on_an_ovn_container_network(hosts: Lab2) -> None:
     """`-o switch=NAME` joins a network ovn-container made: one switch, both kinds of ports."""
     lab, h1, h2 = hosts.lab, hosts.h1, hosts.h2
+    ok(cli(h1.node, "ovn-integrate", "set-ipam", lab.nb, lab.sb))
     container_cli(h1, "init", "--bridge", "br-int", "--overlay-mode")
     container_cli(h1, "net-create", "mixed", "10.80.0.0/24")
     ep = container_cli(h1, "endpoint-create", "mixed", "m0")
@@ -564,6 +565,32 @@ def test_a_docker_network_on_an_ovn_container_network(hosts: Lab2) -> None:
     assert "mixed" in switches(lab)                    # ovn-container's network stays
     container_cli(h1, "endpoint-delete", ep)
     assert nc not in h1.docker("ps", "-aq", "--no-trunc").split()
+    # Two endpoints in one network container: eth1 and eth2.
+    e1 = container_cli(h1, "endpoint-create", "mixed", "m1")
+    e2 = container_cli(h1, "endpoint-create", "mixed", "m2")
+    nc = container_cli(h1, "container-create", "--network=m1", "--network=m2", "--image", IMAGE)
+    shown = h1.engine.exec(nc, "ip", "-o", "addr").stdout
+    assert "eth1" in shown and "eth2" in shown
+    container_cli(h1, "endpoint-delete", "m1")
+    assert nc in h1.docker("ps", "-aq", "--no-trunc").split()      # m2 still holds it
+    container_cli(h1, "endpoint-delete", "m2")
+    assert nc not in h1.docker("ps", "-aq", "--no-trunc").split()
+    # A step failing after the container started undoes everything (container, veths, records).
+    e3 = container_cli(h1, "endpoint-create", "mixed", "m3")
+    e4 = container_cli(h1, "endpoint-create", "mixed", "m4")
+    h1.node.exec(["ip", "link", "add", f"{e4[:13]}_l", "type", "bridge"])   # in the way
+    try:
+        containers = h1.docker("ps", "-aq")
+        proc = cli(h1.node, "ovn-container", "container-create", "--network=m3", "--network=m4",
+                   "--image", IMAGE, env={"DOCKER_HOST": h1.engine.host})
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert h1.docker("ps", "-aq") == containers
+        assert f"{e3[:13]}_l" not in h1.links()
+        assert "ovn-k8s/container" not in lab.nbctl("get", "Logical_Switch_Port", e3, "external_ids")
+    finally:
+        h1.node.exec(["ip", "link", "del", f"{e4[:13]}_l"], check=False)
+    for e in (e1, e2, e3, e4):
+        assert e not in lab.nbctl("lsp-list", "mixed") or container_cli(h1, "endpoint-delete", e) == ""
     container_cli(h1, "net-delete", "mixed")
     assert "mixed" not in switches(lab)
 
