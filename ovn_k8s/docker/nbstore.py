@@ -319,8 +319,8 @@ class DockerNb:
         """The IPAM's choice, recorded in the NB: `wanted` if free, else the lowest free
         address of the pool. The pool is the subnet: free means free on every one of our
         switches with that subnet, reservations of every host included. The reservation goes
-        on the switches of the pool this host's Docker networks use; this host's expired
-        reservations are collected in the same transaction."""
+        on the switches of the pool this host's Docker networks use; expired reservations are
+        collected in the same transaction."""
         out: list[netaddr.IPAddress] = []
 
         def fn(view: NbView) -> tuple[list[Row], Iterable[str]]:
@@ -328,12 +328,13 @@ class DockerNb:
             nets = [n for n in networks(view) if n.spec.subnet == subnet]
             used: set[int] = set()
             stale: set[str] = set()
-            mine_prefix = f"{build.OWNER_RESERVATION}{self.system_id}/"
             for net in nets:
                 view.verify(net.row, "ports")        # racing hosts re-plan
                 used |= used_ips(net)
-                stale |= {_owner(p) for p in net.row.ports if _owner(p).startswith(mine_prefix)
-                          and live_reservation(p, now) is None}
+                # Expired reservations (a driver that died between RequestAddress and
+                # CreateEndpoint, on any host) are collected here.
+                stale |= {_owner(p) for p in net.row.ports
+                          if _owner(p).startswith(build.OWNER_RESERVATION) and live_reservation(p, now) is None}
             if wanted is not None:
                 if int(wanted) in used:
                     raise ConfigError(f"address {wanted} is already in use in {subnet}")

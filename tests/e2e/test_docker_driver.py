@@ -334,11 +334,22 @@ def test_a_failed_join_undoes_its_own_steps(hosts: Lab2) -> None:
     net = create(h1, "undo", "10.12.0.0/24", "-o", "switch=undo")
     sock = h1.driver.socket()
     eid = "e" * 64
+    # Another host's reservations: a live one (.2) holds its address, an expired one (.3, its
+    # driver died before CreateEndpoint) does not, and is collected.
+    for ip, until in (("10.12.0.2", "9999999999"), ("10.12.0.3", "1")):
+        name = f"rsv-undo-{ip}-ghost"
+        lab.nbctl("lsp-add", "undo", name, "--", "set", "Logical_Switch_Port", name,
+                  f"external_ids:ovn-k8s/owner=docker-reservation:ghost/10.12.0.0/24/{ip}",
+                  f"external_ids:ovn-k8s/id={name}", f"external_ids:ovn-k8s/reserved-ip={ip}",
+                  f"external_ids:ovn-k8s/reserved-until={until}")
     status, answer = plugin_call(sock, "IpamDriver.RequestAddress", {"PoolID": "ovn/10.12.0.0/24"})
-    assert status == 200 and answer["Address"] == "10.12.0.2/24"
+    assert status == 200 and answer["Address"] == "10.12.0.3/24"
+    assert set(ports(lab, "undo")) == {"rsv-undo-10.12.0.2-ghost", "rsv-undo-10.12.0.3-h1"}
+    lab.nbctl("lsp-del", "rsv-undo-10.12.0.2-ghost")
     status, answer = plugin_call(sock, "NetworkDriver.CreateEndpoint", {
         "NetworkID": net, "EndpointID": eid, "Interface": {"Address": answer["Address"]}})
-    assert status == 200 and answer["Interface"]["MacAddress"] == "0a:58:0a:0c:00:02"
+    assert status == 200 and answer["Interface"]["MacAddress"] == "0a:58:0a:0c:00:03"
+    assert set(ports(lab, "undo")) == {eid}               # the reservation became the port
     h1.node.exec(["ip", "link", "add", eid[:15], "type", "bridge"])     # in the way of the veth
     try:
         join = {"NetworkID": net, "EndpointID": eid, "SandboxKey": "/var/run/docker/netns/abc"}
@@ -356,7 +367,7 @@ def test_a_failed_join_undoes_its_own_steps(hosts: Lab2) -> None:
     for method in ("NetworkDriver.Leave", "NetworkDriver.DeleteEndpoint"):
         assert plugin_call(sock, method, {"NetworkID": net, "EndpointID": eid})[0] == 200
     assert plugin_call(sock, "IpamDriver.ReleaseAddress", {"PoolID": "ovn/10.12.0.0/24",
-                                                           "Address": "10.12.0.2"})[0] == 200
+                                                           "Address": "10.12.0.3"})[0] == 200
     assert ports(lab, "undo") == {} and eid[:15] not in h1.links()
     h1.docker("network", "rm", "undo")
 
