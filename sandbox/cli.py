@@ -4,6 +4,7 @@
   apply -f FILE         create/update objects          delete -f FILE | delete KIND NAME
   demo [--keep]         up, deploy, check with real packets, down (unless --keep)
   kubectl ARGS...       kubectl (the assets') with the sandbox's kubeconfig
+  import-image TAR      load an image tarball into every real node's containerd
   down                  remove everything it made (also after a crash)
 
   up and demo take --control-plane real|embedded: real is etcd + kube-apiserver +
@@ -24,7 +25,8 @@ from sandbox.state import DEFAULT_DIR, ENV_DIR, state_dir
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    cluster.up(args.dir, nodes=args.nodes, control_plane=args.control_plane, db_cluster=args.db_cluster)
+    cluster.up(args.dir, nodes=args.nodes, control_plane=args.control_plane, db_cluster=args.db_cluster,
+               nodes_kind=args.nodes_kind)
     return 0
 
 
@@ -57,7 +59,27 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sandbox import demo
 
-    return demo.main(args.dir, nodes=args.nodes, keep=args.keep, control_plane=args.control_plane)
+    return demo.main(args.dir, nodes=args.nodes, keep=args.keep, control_plane=args.control_plane,
+                     nodes_kind=args.nodes_kind)
+
+
+def cmd_import_image(args: argparse.Namespace) -> int:
+    from sandbox import realnode
+    from sandbox.state import State
+
+    state = State.load(args.dir)
+    if state is None or not state.real_nodes:
+        print(f"ovn-k8s-sandbox: no sandbox with real nodes in {args.dir} (ovn-k8s-sandbox up --nodes-kind real)",
+              file=sys.stderr)
+        return 1
+    for tarball in args.tarball:
+        try:
+            for line in realnode.import_image(state, tarball, args.node):
+                print(line)
+        except RuntimeError as exc:
+            print(f"ovn-k8s-sandbox: {exc}", file=sys.stderr)
+            return 1
+    return 0
 
 
 def cmd_kubectl(args: argparse.Namespace) -> int:
@@ -82,6 +104,13 @@ def _control_plane_flag(p: argparse.ArgumentParser) -> None:
                         "on the other one is rebuilt")
 
 
+def _nodes_kind_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nodes-kind", choices=cluster.NODES_KINDS,
+                   help="real (containerd + the kubelet in each node's namespace, pods as containers; the "
+                        "default with the real control plane when the kubelet, containerd and runc are found) "
+                        "or agent (the sandbox's kubelet-like agent)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ovn-k8s-sandbox", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, help="number of nodes (default 2; a running sandbox with "
                                               "another number is rebuilt)")
     _control_plane_flag(p)
+    _nodes_kind_flag(p)
     p.add_argument("--db-cluster", type=int, metavar="N",
                    help="run the NB and SB as RAFT clusters of N members (3 is usual; 0: one server each, the "
                         "default); every component is given all N (docs/ha.md)")
@@ -115,7 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, help="number of nodes (default 2, or the running sandbox's)")
     p.add_argument("--keep", action="store_true", help="leave the sandbox up afterwards")
     _control_plane_flag(p)
+    _nodes_kind_flag(p)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("import-image", help="import image tarballs (docker save, OCI archive) into the real "
+                                            "nodes' containerd (use them with imagePullPolicy: Never)")
+    p.add_argument("tarball", nargs="+", metavar="TARBALL")
+    p.add_argument("--node", action="append", help="only this node (may be repeated; default: every node)")
+    p.set_defaults(func=cmd_import_image)
     p = sub.add_parser("kubectl", help="run kubectl (the assets', else PATH's) with the sandbox's kubeconfig",
                        prefix_chars="\0")   # every argument is kubectl's, flags included
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from sandbox.lab.cluster import REGISTRY, Lab, down_dir
 from sandbox.lab.proc import alive, read_pid, stop_pidfile
 from sandbox.state import (
+    AGENT,
     API_PORT_IN_LAB,
     CLUSTER,
     EMBEDDED,
@@ -56,6 +57,7 @@ SANDBOX_DAEMONS = ("agent-*", "controllers", "gateway-helper-*", "watcher", "for
                    "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd",
                    "outside-http", "host-http-*")
 CONTROL_PLANES = (REAL, EMBEDDED)
+NODES_KINDS = (REAL, AGENT)
 
 
 def exe(name: str) -> str:
@@ -89,8 +91,16 @@ def default_control_plane() -> str:
     return REAL if real_control_plane.unavailable() is None else EMBEDDED
 
 
+def default_nodes_kind(control_plane: str) -> str:
+    """real (kubelet + containerd) with a real control plane when the kubelet, containerd and
+    runc are there (sandbox.realnode.unavailable), else the agent."""
+    from sandbox import realnode
+
+    return REAL if control_plane == REAL and realnode.unavailable() is None else AGENT
+
+
 def up(directory: str, nodes: int | None = None, out: Out = print, control_plane: str | None = None,
-       db_cluster: int | None = None) -> State:
+       db_cluster: int | None = None, nodes_kind: str | None = None) -> State:
     """Start the sandbox with `nodes` nodes (default 2) on `control_plane` (real or embedded;
     default: the running sandbox's, else default_control_plane()). A running, healthy sandbox
     is left as it is when `nodes` and `control_plane` are None or match; one with a dead
@@ -100,6 +110,10 @@ def up(directory: str, nodes: int | None = None, out: Out = print, control_plane
         raise SandboxError("--db-cluster must be between 0 (one server) and 7")
     if control_plane is not None and control_plane not in CONTROL_PLANES:
         raise SandboxError(f"--control-plane must be one of {', '.join(CONTROL_PLANES)}")
+    if nodes_kind is not None and nodes_kind not in NODES_KINDS:
+        raise SandboxError(f"--nodes-kind must be one of {', '.join(NODES_KINDS)}")
+    if nodes_kind == REAL and control_plane == EMBEDDED:
+        raise SandboxError("--nodes-kind real needs the real control plane (kubelets talk to kube-apiserver)")
     state = State.load(directory)
     if state is not None:
         dead = healthy(state)
@@ -109,9 +123,10 @@ def up(directory: str, nodes: int | None = None, out: Out = print, control_plane
             dead = dead or ["(an earlier 'up' did not finish)"]
         same_plane = control_plane in (None, state.control_plane)
         same_dbs = db_cluster in (None, state.db_cluster)
+        same_kind = nodes_kind in (None, state.nodes_kind)
         if db_cluster is None:
             db_cluster = state.db_cluster
-        if not dead and len(state.nodes) == nodes and same_plane and same_dbs:
+        if not dead and len(state.nodes) == nodes and same_plane and same_dbs and same_kind:
             out(f"sandbox already up in {directory} ({len(state.nodes)} nodes, {state.control_plane} control plane)")
             return state
         if dead:
@@ -120,9 +135,12 @@ def up(directory: str, nodes: int | None = None, out: Out = print, control_plane
             why = f"{state.control_plane} control plane, asked for {control_plane}"
         elif not same_dbs:
             why = f"databases of {state.db_cluster or 1} member(s), asked for {db_cluster or 1}"
+        elif not same_kind:
+            why = f"{state.nodes_kind} nodes, asked for {nodes_kind}"
         else:
             why = f"{len(state.nodes)} nodes, asked for {nodes}"
         control_plane = control_plane or state.control_plane
+        nodes_kind = nodes_kind or (state.nodes_kind if control_plane == state.control_plane else None)
         out(f"sandbox in {directory} is not as asked ({why}): rebuilding it")
         down(directory, out=lambda _s: None)
     elif os.path.exists(f"{directory}/lab"):
@@ -135,11 +153,20 @@ def up(directory: str, nodes: int | None = None, out: Out = print, control_plane
         if reason:
             raise SandboxError(f"no real control plane: {reason}; set KUBEBUILDER_ASSETS or use "
                                f"--control-plane {EMBEDDED}")
-    return _build(directory, nodes or 2, out, control_plane, db_cluster=db_cluster or 0)
+    if nodes_kind == REAL:
+        from sandbox import realnode
+
+        reason = realnode.unavailable()
+        if reason:
+            raise SandboxError(f"no real nodes: {reason}; use --nodes-kind {AGENT}")
+    nodes_kind = nodes_kind or default_nodes_kind(control_plane)
+    if nodes_kind == REAL and control_plane != REAL:
+        raise SandboxError("--nodes-kind real needs the real control plane (kubelets talk to kube-apiserver)")
+    return _build(directory, nodes or 2, out, control_plane, db_cluster=db_cluster or 0, nodes_kind=nodes_kind)
 
 
 def _build(directory: str, nodes: int, out: Out, control_plane: str = EMBEDDED, *,
-           db_cluster: int = 0) -> State:
+           db_cluster: int = 0, nodes_kind: str = AGENT) -> State:
     t0 = time.monotonic()
 
     def step(text: str) -> None:
@@ -150,7 +177,7 @@ def _build(directory: str, nodes: int, out: Out, control_plane: str = EMBEDDED, 
     os.makedirs(directory, mode=0o700, exist_ok=True)
     prefix = prefix_for(directory)
     state = State(dir=directory, prefix=prefix, token=secrets.token_hex(16), created=time.time(),
-                  control_plane=control_plane, db_cluster=db_cluster)
+                  control_plane=control_plane, db_cluster=db_cluster, nodes_kind=nodes_kind)
     lab = Lab(prefix=prefix, dir=state.lab_dir)
     state.central_ip = lab.central_ip
     state.save()
@@ -188,7 +215,11 @@ def _build(directory: str, nodes: int, out: Out, control_plane: str = EMBEDDED, 
     _start_daemons(state, lab, names, step)
     state.complete = True
     state.save()
-    if state.real:
+    if state.real_nodes:
+        step("ovn-k8s-watcher; per node containerd + kubelet in the node's namespace (Node, heartbeats, pods as "
+             "containers, our CNI plugin called by containerd); scheduling, ReplicaSets, endpoints by "
+             "kube-scheduler and kube-controller-manager")
+    elif state.real:
         step("ovn-k8s-watcher, one agent per node (the kubelet: Node, heartbeats, pods); scheduling, "
              "ReplicaSets, endpoints by kube-scheduler and kube-controller-manager")
     else:
@@ -291,6 +322,11 @@ def _start_daemons(state: State, lab: Lab, names: list[str], step: Callable[[str
     """The watcher, the gateway helper, the agents (and, embedded, the controllers); returns
     once the watcher is ready and, real, every node is Ready and schedulable."""
     d = state.daemon_dir
+    real_nodes = None
+    if state.real_nodes:
+        # containerd, the sandbox's images and the kubelet per node, while the rest starts.
+        real_nodes = ThreadPoolExecutor(max_workers=1)
+        real_nodes_started = real_nodes.submit(_start_real_nodes, state, names)
     if not state.real:
         # Real: each agent registers its own Node, as a kubelet does.
         api = state.api()
@@ -320,7 +356,7 @@ def _start_daemons(state: State, lab: Lab, names: list[str], step: Callable[[str
                  env={"OVS_RUNDIR": d, "OVS_LOGDIR": d})   # its ovs-appctl socket stays in the sandbox
     if not state.real:
         start_daemon(d, "controllers", python_module("sandbox.controllers", state.dir))
-    for name in names:
+    for name in names if not state.real_nodes else ():
         start_daemon(d, f"agent-{name}", python_module("sandbox.agent", state.dir, name))
     start_daemon(d, "outside-http", python_module("sandbox.podserver", "outside", str(OUTSIDE_PORT),
                                                   f"{d}/outside-http.access"), netns=state.ns("out"))
@@ -336,9 +372,24 @@ def _start_daemons(state: State, lab: Lab, names: list[str], step: Callable[[str
         if time.monotonic() > deadline or not daemon_alive(f"{d}/outside-http.pid"):
             raise SandboxError(f"the outside HTTP server did not start; see {d}/outside-http.log")
         time.sleep(0.05)
-    if state.real:
+    if real_nodes is not None:
+        with real_nodes:
+            real_nodes_started.result()
+        _wait_nodes_schedulable(state, names, timeout=60)
+        step("kubelets registered their nodes (InternalIP 127.x.y.i, podCIDR set, cloud taint lifted), Ready; "
+             "node-lifecycle-controller lifted the not-ready taint")
+    elif state.real:
         _wait_nodes_schedulable(state, names)
         step("nodes registered by their agents, Ready; node-lifecycle-controller lifted the not-ready taint")
+
+
+def _start_real_nodes(state: State, names: list[str]) -> None:
+    from sandbox import realnode
+
+    try:
+        realnode.start(state, names)
+    except (OSError, RuntimeError) as exc:
+        raise SandboxError(f"real nodes did not start: {exc}") from None
 
 
 def schedulable(node: dict) -> bool:  # type: ignore[type-arg]
@@ -407,7 +458,11 @@ def down(directory: str, out: Out = print) -> bool:
     if state is None and not os.path.exists(lab_dir):
         out(f"no sandbox in {directory}")
         return False
-    # Our daemons first, so no agent re-creates a pod while the lab goes away.
+    # Real nodes first (kubelets, containers, containerd, mounts, host side effects), then our
+    # daemons, so no agent re-creates a pod while the lab goes away.
+    from sandbox import realnode
+
+    realnode.teardown(state.prefix if state else prefix_for(directory), lab_dir, state.nodes if state else [])
     for pattern in SANDBOX_DAEMONS:
         for pidfile in sorted(glob.glob(f"{lab_dir}/sandbox/{pattern}.pid")):
             if pattern == "kube-apiserver":

@@ -38,7 +38,9 @@ OBJECTS: list[dict[str, Any]] = [
 
 
 def http_get(netns: str, url: str, timeout: float = 2) -> str | None:
-    proc = subprocess.run(["ip", "netns", "exec", netns, "curl", "-s", "-m", str(timeout), url],
+    """curl in `netns`: a name under /run/netns, or a path (a real node's pod, made by containerd)."""
+    enter = ["nsenter", f"--net={netns}"] if netns.startswith("/") else ["ip", "netns", "exec", netns]
+    proc = subprocess.run([*enter, "curl", "-s", "-m", str(timeout), url],
                           capture_output=True, text=True, timeout=timeout + 5, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
@@ -62,8 +64,9 @@ class Demo(Checklist):
         super().__init__(out)
         self.dir = directory
 
-    def run(self, nodes: int | None = None, control_plane: str | None = None) -> int:
-        state = cluster.up(self.dir, nodes=nodes, out=lambda s: self.out("  " + s), control_plane=control_plane)
+    def run(self, nodes: int | None = None, control_plane: str | None = None, nodes_kind: str | None = None) -> int:
+        state = cluster.up(self.dir, nodes=nodes, out=lambda s: self.out("  " + s), control_plane=control_plane,
+                           nodes_kind=nodes_kind)
         if len(state.nodes) < 2:
             self.out("the demo needs at least 2 nodes")
             return 1
@@ -94,7 +97,7 @@ class Demo(Checklist):
         name_a, name_b = a["metadata"]["name"], b["metadata"]["name"]
         ip_a, ip_b = a["status"]["podIP"], b["status"]["podIP"]
         node_a, node_b = a["spec"]["nodeName"], b["spec"]["nodeName"]
-        ns_a, ns_b = (state.ns(f"pod-{NAMESPACE}-{n}") for n in (name_a, name_b))
+        ns_a, ns_b = (pod_netns(state, p) for p in (a, b))
         both = {name_a, name_b}
         self.out("")
         self.step("checks (real packets through OVN)")
@@ -205,11 +208,21 @@ def _sources(path: str, start: int) -> list[str]:
     return sorted({line.split()[0] for line in lines if line.strip()})
 
 
-def main(directory: str, nodes: int | None = None, keep: bool = False, control_plane: str | None = None) -> int:
+def pod_netns(state: State, pod: dict[str, Any]) -> str:
+    """A pod's network namespace: its name (agent nodes) or containerd's path (real nodes)."""
+    if state.real_nodes:
+        from sandbox import realnode
+
+        return realnode.pod_netns(state, pod)
+    return state.ns(f"pod-{pod['metadata']['namespace']}-{pod['metadata']['name']}")
+
+
+def main(directory: str, nodes: int | None = None, keep: bool = False, control_plane: str | None = None,
+         nodes_kind: str | None = None) -> int:
     was_up = State.load(directory) is not None and not cluster.healthy(State.load(directory))  # type: ignore[arg-type]
     demo = Demo(directory)
     try:
-        return demo.run(nodes=nodes, control_plane=control_plane)
+        return demo.run(nodes=nodes, control_plane=control_plane, nodes_kind=nodes_kind)
     finally:
         if keep or was_up:
             print(f"\nsandbox {'kept' if keep else 'left up (it was up before the demo)'}: state in {directory}")

@@ -31,6 +31,7 @@ RESOURCES = {"pod": "pods", "pods": "pods", "po": "pods", "service": "services",
              "deployment": "deployments", "deployments": "deployments", "deploy": "deployments"}
 KINDS = {"Pod": "pods", "Service": "services", "Namespace": "namespaces", "Deployment": "deployments"}
 PLACEHOLDER_IMAGE = "sandbox.ovn-k8s/podserver"   # what a container without an image runs (real)
+SANDBOX_IMAGES = "sandbox.ovn-k8s/"               # the sandbox's own images (sandbox.images)
 DEPLOYMENT_KEY = "deployment:"                    # wait_ready keys of Deployments (real)
 
 
@@ -82,6 +83,14 @@ def _fill_in(obj: dict[str, Any]) -> None:
         containers = spec.setdefault("containers", [{"name": "web"}])
         for c in containers:
             c.setdefault("image", PLACEHOLDER_IMAGE)
+            if c["image"].startswith(SANDBOX_IMAGES):
+                # Real nodes: imported into containerd, never pulled (no registry); the
+                # podserver image listens on $PORT, the first containerPort.
+                c.setdefault("imagePullPolicy", "Never")
+                port = next((p["containerPort"] for p in c.get("ports") or [] if p.get("containerPort")), None)
+                env = c.setdefault("env", [])
+                if port and not any(e.get("name") == "PORT" for e in env):
+                    env.append({"name": "PORT", "value": str(port)})
 
 
 def _apply_real(api: Api, obj: dict[str, Any], out: Any) -> list[str]:

@@ -59,8 +59,11 @@ class SandboxControlPlane(ControlPlane):
 
     def apiserver_command(self) -> list[str]:
         cert, key = self._lab_certificate()
-        # Extra flags come last and override the base class's serving certificate.
-        return [*super().apiserver_command(), "--tls-cert-file", cert, "--tls-private-key-file", key]
+        # Extra flags come last and override the base class's serving certificate. Real nodes'
+        # InternalIP is a loopback address of their own; the default order would try the
+        # Hostname first (a DNS query for the node's name) for exec and logs.
+        return [*super().apiserver_command(), "--tls-cert-file", cert, "--tls-private-key-file", key,
+                "--kubelet-preferred-address-types=InternalIP"]
 
     def _lab_certificate(self) -> tuple[str, str]:
         pki = self.workdir / "pki"

@@ -37,6 +37,7 @@ SHARED_GATEWAY_IP = "192.0.2.20"   # node2's host address on its one NIC, shared
 API_PORT_IN_LAB = 6443   # where the nodes reach the API server: <central_ip>:6443 (a forwarder)
 OUTSIDE_PORT = 8080
 REAL, EMBEDDED = "real", "embedded"   # the control planes (--control-plane)
+AGENT = "agent"                       # the nodes (--nodes-kind): REAL (kubelet + containerd) or AGENT
 HOST_SERVICE_PORT = 22             # the shared-NIC node's own HTTP server ("ssh"), on its host address
 
 
@@ -71,10 +72,15 @@ class State:
     control_plane: str = EMBEDDED   # "real" (kube-apiserver, etcd, ...) or "embedded" (sandbox.kubeapi)
     api_ca_file: str = ""           # the CA clients trust (real: the control plane's); "" = api_cert
     db_cluster: int = 0             # > 0: the NB and SB are RAFT clusters of this many members
+    nodes_kind: str = "agent"       # "real" (kubelet + containerd, sandbox.realnode) or "agent"
 
     @property
     def real(self) -> bool:
         return self.control_plane == REAL
+
+    @property
+    def real_nodes(self) -> bool:
+        return self.nodes_kind == REAL
 
     @property
     def lab_dir(self) -> str:

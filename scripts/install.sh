@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 PKGS="openvswitch-switch openvswitch-common python3-openvswitch ovn-central ovn-host ovn-common
       python3-venv iproute2 iputils-ping ethtool curl procps openssl kmod
-      docker.io busybox-static"
+      docker.io busybox-static
+      containerd runc containernetworking-plugins util-linux"
 missing=$(for p in $PKGS; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"
 done)

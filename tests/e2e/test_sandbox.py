@@ -99,7 +99,11 @@ REAL_DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-sched
 
 @pytest.mark.parametrize("control_plane", ["embedded", pytest.param("real", marks=pytest.mark.realk8s)])
 def test_demo_passes_and_leaves_nothing(state_dir: str, control_plane: str) -> None:
-    proc = subprocess.Popen([SANDBOX, "--state-dir", state_dir, "demo", "--keep", "--control-plane", control_plane],
+    # The agent's kubelet duties are what this test checks: real nodes (kubelet + containerd,
+    # the default when they are installed) are tests/e2e/test_sandbox_real_nodes.py's.
+    kind = ["--nodes-kind", "agent"] if control_plane == "real" else []
+    proc = subprocess.Popen([SANDBOX, "--state-dir", state_dir, "demo", "--keep", "--control-plane", control_plane,
+                             *kind],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
