@@ -280,6 +280,26 @@ def test_ensure_port_converges_columns_and_moves_ports_and_removes_owned_ones(db
     assert db.ports("br-int") == []
 
 
+def test_external_ids_and_access_port_tags_converge_and_a_rerun_queues_nothing(db: Db) -> None:
+    """What ovn-integrate and the Docker underlay write: Open_vSwitch external_ids keys (others
+    kept) and a port's VLAN tag."""
+    db.vsctl("set", "open_vswitch", ".", "external_ids:keep=me", "external_ids:ovn-encap-ip=10.0.0.9")
+    with FakeVswitchd(db), LocalOvsdb(db.remote, timeout=30) as ovs:
+        assert ovs.ensure_external_ids({"ovn-encap-ip": "10.0.0.1", "ovn-encap-type": "geneve"}) == [
+            "ovn-encap-ip", "ovn-encap-type"]
+        ovs.ensure_port("br-int", "child1", tag=7)
+        assert ovs.commit() is True
+        assert ovs.ensure_external_ids({"ovn-encap-ip": "10.0.0.1"}) == []
+        ovs.ensure_port("br-int", "child1", tag=7)
+        assert ovs.pending == 0
+        ovs.ensure_port("br-int", "child1", tag=8)
+        ovs.commit()
+        assert isinstance(ovs.iface_types(), list)
+    ids = db.vsctl("get", "open_vswitch", ".", "external_ids")
+    assert "keep=me" in ids and 'ovn-encap-ip="10.0.0.1"' in ids and "ovn-encap-type=geneve" in ids
+    assert db.vsctl("get", "port", "child1", "tag") == "8"
+
+
 def test_a_commit_without_ovs_vswitchd_is_written_and_returns_after_the_timeout(db: Db) -> None:
     with LocalOvsdb(db.remote, timeout=0.5) as ovs:
         ovs.ensure_port("br-int", "mgmt", type="internal")
