@@ -226,6 +226,10 @@ class DockerNb:
                 if view.rows(build.LS, by_name(switch)):
                     raise ConfigError(f"a logical switch named {switch} exists that ovn-k8s did not "
                                       "make: choose another name")
+                taken = [r for r in view.owned(build.LS) if r.name == switch]
+                if taken:
+                    raise ConfigError(f"a logical switch named {switch} already belongs to "
+                                      f"{_owner(taken[0])}: choose another name")
                 spec = build.SwitchSpec(name=switch, subnet=subnet, gateway=gateway, router=router,
                                         networks={network_id: self.system_id} if network_id else {},
                                         exclude=tuple(sorted(set(exclude))), created_by=created_by)

@@ -531,8 +531,12 @@ def test_the_original_overlay_walkthrough(hosts: Lab2) -> None:
     assert "192.168.1.2/24" in addr
     assert h1.ping("wl0", "192.168.1.3")
     # Bad input: one line, nothing written.
+    lab.nbctl("ls-add", "byhand", "--", "ls-add", "theirs", "--", "set", "Logical_Switch", "theirs",
+              "external_ids:ovn-k8s/owner=node:x", "external_ids:ovn-k8s/id=node-switch:x")
     before = nb_dump(lab)
     for args, message in ((("net-create", "ls0", "192.168.1.0/24"), "already exists"),
+                          (("net-create", "byhand", "10.0.0.0/24"), "ovn-k8s did not make"),
+                          (("net-create", "theirs", "10.0.0.0/24"), "already belongs to node:x"),
                           (("net-create", "lsx", "192.168.1.0"), "not an IPv4 CIDR"),
                           (("net-create", "bad name", "10.0.0.0/24"), "not a valid name"),
                           (("endpoint-create", "nosuch"), "no network 'nosuch'"),
@@ -544,6 +548,7 @@ def test_the_original_overlay_walkthrough(hosts: Lab2) -> None:
         assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert nb_dump(lab) == before
+    lab.nbctl("ls-del", "byhand", "--", "ls-del", "theirs")
     # After you stop your container: ovn-container endpoint-delete ls0p0 (the network container
     # goes with its last endpoint)
     h1.docker("rm", "-f", "wl0")
