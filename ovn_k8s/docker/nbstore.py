@@ -252,6 +252,12 @@ class DockerNb:
                                         router=have.router or router, networks=nets,
                                         exclude=tuple(sorted({*have.exclude, *exclude})),
                                         created_by=have.created_by or created_by)
+            if spec.router and view.row(build.LR, build.router_id(spec.router)) is None:
+                others = [*view.rows(build.LR, by_name(spec.router)),
+                          *(r for r in view.owned(build.LR) if r.name == spec.router)]
+                if others:
+                    raise ConfigError(f"a logical router named {spec.router} exists that is not a "
+                                      "Docker network's: choose another name")
             for net in networks(view):
                 if net.switch != switch and network_id and network_id in net.spec.networks:
                     raise ConfigError(f"network {network_id[:12]} already uses switch {net.switch}")

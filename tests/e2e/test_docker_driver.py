@@ -260,7 +260,13 @@ def test_egress_through_a_gateway_router_for_containers_on_both_hosts(hosts: Lab
         err = h1.fails("network", "create", "-d", "ovn", "--ipam-driver", "ovn", "--subnet", "10.91.0.0/24",
                        *opts, "egbad")
         assert message in err, err
+    lab.nbctl("lr-add", "k8s-router")
+    before = nb_dump(lab)
+    err = h1.fails("network", "create", "-d", "ovn", "--ipam-driver", "ovn", "--subnet", "10.91.0.0/24",
+                   "-o", "router=k8s-router", "egbad")
+    assert "a logical router named k8s-router exists" in err
     assert nb_dump(lab) == before
+    lab.nbctl("lr-del", "k8s-router")
     h1.docker("rm", "-f", "eg-a")
     h2.docker("rm", "-f", "eg-b")
     h2.docker("network", "rm", "eg")
