@@ -434,12 +434,35 @@ def start_containerd(state: State, n: RealNode, image_dir: str) -> None:
     if not os.path.lexists(loopback):
         os.symlink(loopback_plugin() or LOOPBACK_CANDIDATES[0], loopback)
     _write(f"{n.base}/containerd.toml", containerd_config(n))
+    launch_containerd(n)
+    for tarball in images.build_all(image_dir):
+        images.import_tarball(n.address, tarball)
+
+
+def launch_containerd(n: RealNode) -> None:
     start_daemon(n.node_dir, "containerd", n.nsenter(shutil.which("containerd") or "containerd",
                                                      "--config", f"{n.base}/containerd.toml"))
     _wait(lambda: n.ctr("version", timeout=5).returncode == 0, 20, f"containerd on {n.name}",
           n.pidfile("containerd"), n.log("containerd"))
-    for tarball in images.build_all(image_dir):
-        images.import_tarball(n.address, tarball)
+
+
+def restart(state: State, node: str, daemon: str, *, kill: bool = False) -> None:
+    """Stop the node's kubelet or containerd (SIGTERM, or SIGKILL with `kill`: a crash) and start
+    it again with the same configuration; running containers stay (their shims hold them)."""
+    n = next(n for n in nodes_of(state) if n.name == node)
+    pid = read_pid(n.pidfile(daemon))
+    if pid is not None and alive(pid):
+        if kill:
+            os.kill(pid, signal.SIGKILL)
+            _wait(lambda: not alive(pid), 10, f"{daemon} on {node} to die")
+        else:
+            stop_pid(pid)
+    if daemon == "kubelet":
+        start_kubelet(state, n)
+    elif daemon == "containerd":
+        launch_containerd(n)
+    else:
+        raise ValueError(f"restart: {daemon} is neither kubelet nor containerd")
 
 
 def start_kubelet(state: State, n: RealNode) -> None:
