@@ -106,6 +106,7 @@ def _idl_class() -> type:
 
         watch: Watch = {}
         on_change: Callable[[RowChange], None] | None = None
+        _reset_at = 0.0
 
         def notify(self, event: str, row: Any, updates: Any = None) -> None:
             super().notify(event, row, updates)
@@ -130,6 +131,19 @@ def _idl_class() -> type:
             except Exception:  # noqa: BLE001 -- never break the IDL thread
                 LOG.exception("NB notification")
 
+        def force_reconnect(self) -> None:
+            # NOTE(failover): python-ovs skips its reconnect backoff only when it drops the
+            # leader it was monitoring. A member that answers "not the leader" while its
+            # cluster is up (its _Server row: connected) says the leader is another member,
+            # reachable now: the others are tried at once as well, at most every 0.2 s (an
+            # election in progress is no reason to spin).
+            now = time.monotonic()
+            if self.state != self.IDL_S_MONITORING and _follower_of_a_live_cluster(self) \
+                    and now - self._reset_at > 0.2:
+                self._reset_at = now
+                self._session.reset_backoff()
+            super().force_reconnect()
+
         def cooperative_yield(self) -> None:
             # NOTE(performance): ovsdbapp's IDL yields with time.sleep(0) for every row of an
             # update, for eventlet. With native threads that is a GIL hand-off per row, which
@@ -137,6 +151,15 @@ def _idl_class() -> type:
             return None
 
     return _Idl
+
+
+def _follower_of_a_live_cluster(idl: Any) -> bool:
+    """The member the IDL just asked is a follower of a cluster that has a leader."""
+    database = (idl.server_tables or {}).get("Database")
+    for row in database.rows.values() if database is not None else ():
+        if row.name == "OVN_Northbound" and row.model == "clustered":
+            return bool(row.connected) and not row.leader
+    return False
 
 
 def watch_rows(api: Any, watch: Watch, callback: Callable[[RowChange], None]) -> None:

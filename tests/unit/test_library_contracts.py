@@ -5,8 +5,9 @@ internals; what remains is confined there and checked here):
 - python-ovs `Idl.notify` and `Idl.cooperative_yield`: hooks python-ovs documents for
   subclasses; we subclass ovsdbapp's IDL and override them.
 - python-ovs `Idl._session` (`is_connected`, `get_seqno`): the connection state, which python-ovs
-  exposes no other way; `_session.reconnect.set_backoff`, the reconnect backoff of a clustered
-  NB's session (nb.connection); `Row._table.name` in notify, as ovsdbapp's own RowEvent reads it.
+  exposes no other way; `_session.reconnect.set_backoff` and `_session.reset_backoff`, the
+  NB session's reconnect pace (nb.connection), with `server_tables` (its _Server rows);
+  `Row._table.name` in notify, as ovsdbapp's own RowEvent reads it.
 - ovsdbapp `Backend(start=False, auto_index=False)`, `create_index`, `start_connection`.
 If a dependency moves outside the versions setup.py pins, the first test fails: re-check the
 rest against the new version before widening the pin.
@@ -67,6 +68,11 @@ def test_python_ovs_idl_has_the_hooks_and_session_we_use() -> None:
         assert idl._session.get_num_of_remotes() == 2
         idl._session.reconnect.set_backoff(1000, 1000)
         assert idl._session.reconnect.get_max_backoff() == 1000
+        # force_reconnect, overridden to reset the backoff (reset_backoff) when a follower of
+        # a live cluster answers; its _Server rows are in server_tables once read
+        assert list(inspect.signature(ovs.db.idl.Idl.force_reconnect).parameters) == ["self"]
+        assert idl.server_tables is None and callable(idl._session.reset_backoff)
+        assert idl.leader_only is True           # python-ovs' default, which we also pass
     finally:
         idl.close()
 
