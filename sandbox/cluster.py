@@ -545,6 +545,9 @@ def status(directory: str, out: Out = print) -> int:
         node = p["spec"].get("nodeName") or ""
         pidfile = f"{state.pods_dir(node)}/{p['metadata']['namespace']}_{p['metadata']['name']}.pid"
         process = "-" if not node else ("running" if daemon_alive(pidfile) else "none")
+        if state.real_nodes and node:   # containers: what the kubelet reports
+            states = [next(iter(c.get("state") or {"none": 0})) for c in st.get("containerStatuses") or []]
+            process = ",".join(states) or "none"
         phase = "Terminating" if p["metadata"].get("deletionTimestamp") else st.get("phase", "?")
         rows.append([p["metadata"]["namespace"], p["metadata"]["name"], node or "<pending>",
                      st.get("podIP") or "-", phase, "yes" if ready else "no", process])

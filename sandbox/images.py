@@ -33,7 +33,12 @@ mkdir -p /www
 hostname > /www/index.html
 cp /www/index.html /www/ready
 echo "podserver $(hostname) listening on :${PORT:-8080}"
-exec httpd -f -vv -p "${PORT:-8080}" -h /www
+httpd -f -vv -p "${PORT:-8080}" -h /www &
+pid=$!
+# As PID 1 a process ignores the signals it has no handler for: stop at the kubelet's SIGTERM
+# instead of waiting out the grace period for its SIGKILL.
+trap 'kill $pid; exit 0' TERM INT
+wait $pid
 """
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from sandbox import realnode
+from sandbox import images, realnode
 from sandbox.lab.proc import alive, read_pid
 from sandbox.state import OUTSIDE_IP, OUTSIDE_PORT, State, prefix_for
 
@@ -135,13 +135,19 @@ def pod_ports(state: State, node: str) -> set[str]:
     return ids
 
 
+def running_pods(state: State, node: str) -> set[str] | None:
+    """namespace_name of the node's pods with an address; None while one is still terminating."""
+    pods = [p for p in state.api().list("pods") if p["spec"].get("nodeName") == node]
+    if any(p["metadata"].get("deletionTimestamp") for p in pods):
+        return None
+    return {f"{p['metadata']['namespace']}_{p['metadata']['name']}" for p in pods
+            if (p.get("status") or {}).get("podIP")}
+
+
 def assert_no_stale_ports(state: State) -> None:
-    pods = state.api().list("pods")
     for node in state.nodes:
-        want = {f"{p['metadata']['namespace']}_{p['metadata']['name']}" for p in pods
-                if p["spec"].get("nodeName") == node and (p.get("status") or {}).get("podIP")}
-        eventually(lambda node=node, want=want: pod_ports(state, node) == want, 20,
-                   f"{node}'s pod ports {pod_ports(state, node)} == running pods {want}")
+        eventually(lambda node=node: pod_ports(state, node) == running_pods(state, node), 30,
+                   f"{node}'s pod ports {pod_ports(state, node)} == its running pods {running_pods(state, node)}")
 
 
 def apply(state: State, text: str) -> None:
@@ -378,6 +384,33 @@ def test_egress_snat_from_a_container(app: tuple[State, str]) -> None:
         f.seek(start)
         sources = {line.split()[0] for line in f if line.strip()}
     assert sources and sources <= set(state.gateways.values()), sources
+
+
+USER_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: user, namespace: rn}
+spec:
+  nodeName: node2
+  terminationGracePeriodSeconds: 1
+  containers: [{name: hello, image: example.test/hello:1, imagePullPolicy: Never}]
+"""
+
+
+def test_import_image_of_a_user(app: tuple[State, str], tmp_path: Any) -> None:
+    """A user's image tarball (docker save format), imported with `ovn-k8s-sandbox import-image`,
+    runs on a real node without any registry."""
+    state, _ = app
+    spec = images.ImageSpec("example.test/hello:1", ("/bin/sh", "-c", "echo hello-from-user > /www/index.html && "
+                                                     "exec httpd -f -p 8080 -h /www"))
+    tarball = images.build(spec, str(tmp_path / "hello.tar"))
+    out = ok(sandbox(state.dir, "import-image", tarball))
+    assert [line.split(":")[0] for line in out.splitlines() if "example.test/hello:1" in line] == state.nodes
+    apply(state, USER_POD)
+    pod = eventually(lambda: next((p for p in api_pods(state) if p["metadata"]["name"] == "user" and ready(p)),
+                                  None), 30, "the user's pod Ready")
+    assert curl(state.ns("node1"), f"http://{pod['status']['podIP']}:8080/") == "hello-from-user"
+    kubectl(state, "delete", "pod", "-n", NS, "user", "--wait=true", timeout=60)
 
 
 def test_crash_then_down_leaves_the_host_as_before(real: tuple[State, str, dict[str, Any]]) -> None:
