@@ -14,7 +14,7 @@ from sandbox.lab.demo import Demo
 def demo(args: argparse.Namespace) -> int:
     lab = Lab(prefix=args.prefix) if args.prefix else Lab()
     try:
-        return Demo(lab).run(nodes=args.nodes)
+        return Demo(lab).run(nodes=args.nodes, db_cluster=args.db_cluster)
     finally:
         if args.keep:
             print(f"\nlab kept: namespaces {lab.prefix}-*, state in {lab.dir}")
@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = sub.add_parser("demo", help="build a cluster with ovn-k8s-overlay and check it with real "
                                     "packets (needs root)")
     d.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    d.add_argument("--db-cluster", type=int, default=0, metavar="N",
+                   help="run the NB and SB as RAFT clusters of N members (default 0: one server each)")
     d.add_argument("--keep", action="store_true",
                    help="leave the lab running to poke at it; remove it later with 'down'")
     d.add_argument("--prefix", help="name prefix of the lab's namespaces (default: random)")

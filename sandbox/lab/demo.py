@@ -35,11 +35,11 @@ class Demo(Checklist):
             raise SystemExit(f"ovn-k8s-lab: {args[0]} {args[1]} failed on {node.name}: "
                              f"{proc.stderr.strip()}")
 
-    def run(self, nodes: int = 2) -> int:
+    def run(self, nodes: int = 2, db_cluster: int = 0) -> int:
         lab = self.lab
         self.step(f"starting OVN: central NB/SB + ovn-northd, {nodes} nodes (userspace OVS + "
                   "ovn-controller each), an outside network")
-        lab.up_central()
+        lab.up_central(db_cluster=db_cluster)
         members = [lab.add_node(f"node{i}") for i in range(1, nodes + 1)]
         lab.add_outside(f"{OUTSIDE_IP}/24")
         lab.connect_outside(members[0])
