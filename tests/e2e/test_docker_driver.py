@@ -103,6 +103,11 @@ def hosts() -> Iterator[Lab2]:
         lab.down()
 
 
+def installed(host: Host, iface: str) -> bool:
+    """ovn-controller has put the port's flows in (what Join and container-create wait for)."""
+    return host.node.vsctl("--if-exists", "get", "interface", iface, "external_ids:ovn-installed") == '"true"'
+
+
 def switches(lab: Lab) -> dict[str, dict[str, str]]:
     out = json.loads(lab.nbctl("--format=json", "--columns=name,other_config,external_ids",
                                "list", "Logical_Switch"))
@@ -139,8 +144,10 @@ def test_network_containers_and_cleanup_on_one_host(hosts: Lab2) -> None:
     eid = h1.engine.inspect("container", "one-a")["NetworkSettings"]["Networks"]["one"]["EndpointID"]
     mac = h1.engine.inspect("container", "one-a")["NetworkSettings"]["Networks"]["one"]["MacAddress"]
     assert found[eid] == f"{mac} {a}"
-    # Bound by ovn-controller before Join returned: the port is up as soon as run returns.
-    assert lab.nbctl("get", "Logical_Switch_Port", eid, "up") == "true"
+    # Bound by ovn-controller before Join returned: its flows are in as soon as run returns
+    # (ovn-installed); the NB's `up` follows through the SB and northd.
+    assert installed(h1, eid[:15])
+    lab.wait_port_up(eid)
     # No router: L2 only, no default route, no docker_gwbridge.
     assert "default" not in h1.engine.exec("one-a", "ip", "route").stdout
     assert "docker_gwbridge" not in h1.docker("network", "ls")
@@ -368,7 +375,7 @@ def test_a_failed_join_undoes_its_own_steps(hosts: Lab2) -> None:
     status, answer = plugin_call(sock, "NetworkDriver.Join", join)
     assert status == 200 and answer["InterfaceName"] == {"SrcName": f"{eid[:13]}_c", "DstPrefix": "eth"}
     assert answer["DisableGatewayService"] is True and answer["Gateway"] == ""
-    assert lab.nbctl("get", "Logical_Switch_Port", eid, "up") == "true"
+    assert installed(h1, eid[:15])
     assert "sockets:" in run(["ovs-appctl", "-t", f"{h1.engine.dir}/ovn-docker-driver.ctl", "status"]).stdout
     for method in ("NetworkDriver.Leave", "NetworkDriver.DeleteEndpoint"):
         assert plugin_call(sock, method, {"NetworkID": net, "EndpointID": eid})[0] == 200
@@ -517,19 +524,25 @@ def test_the_original_overlay_walkthrough(hosts: Lab2) -> None:
     assert net_uuid == lab.nbctl("get", "Logical_Switch", "ls0", "_uuid")
     # ovn-container net-list
     listing = container_cli(h1, "net-list")
-    assert listing.splitlines()[1].split() == ["|", "id", "|", "name", "|", "subnets", "|"]
-    assert f"| {net_uuid} | ls0  | 192.168.1.0/24 |" in listing
+    assert listing.splitlines()[0].startswith("+-") and listing.splitlines()[2].startswith("+-")
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in listing.splitlines()
+             if line.startswith("|")]
+    assert cells[0] == ["id", "name", "subnets"] and [net_uuid, "ls0", "192.168.1.0/24"] in cells
     # ovn-container endpoint-create ls0 ls0p0: "returns a uuid for that port"
     ep0 = container_cli(h1, "endpoint-create", "ls0", "ls0p0")
     ep1 = container_cli(h1, "endpoint-create", "ls0", "ls0p1")
     assert lab.nbctl("lsp-get-addresses", ep0) == "0a:58:c0:a8:01:02 192.168.1.2"
     # ovn-container endpoint-list
     listing = container_cli(h1, "endpoint-list")
-    assert f'| {ep0} | ls0p0 | 0a:58:c0:a8:01:02 | {{"network": "ls0", "ip_address": "192.168.1.2"}} |' in listing
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in listing.splitlines()
+             if line.startswith("|")]
+    assert cells[0] == ["id", "name", "mac_address", "fixed_ips"]
+    assert [ep0, "ls0p0", "0a:58:c0:a8:01:02", '{"network": "ls0", "ip_address": "192.168.1.2"}'] in cells
     # ovn-container container-create --network=ls0p0: returns the network container's id
     nc0 = container_cli(h1, "container-create", "--network=ls0p0", "--image", IMAGE)
     nc1 = container_cli(h1, "container-create", f"--network={ep1}", "--image", IMAGE)
-    assert lab.nbctl("get", "Logical_Switch_Port", ep0, "up") == "true"
+    assert installed(h1, f"{ep0[:13]}_l")
+    lab.wait_port_up(ep0)
     # docker run -d --net=container:$NETWORK_CONTAINER ...
     h1.docker("run", "-d", "--name", "wl0", f"--net=container:{nc0}", IMAGE, "sleep", "3600")
     h1.docker("run", "-d", "--name", "wl1", f"--net=container:{nc1}", IMAGE, "sleep", "3600")
