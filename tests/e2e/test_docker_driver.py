@@ -82,7 +82,8 @@ def _host(lab: Lab, name: str) -> Host:
     engine = DockerEngine(netns=node.netns, dir=f"{node.dir}/docker")
     engine.start()
     engine.import_busybox()
-    driver = DockerDriver(engine, ovs_db=node.ovs_db, nb=lab.nb, bin_dir=BIN)
+    # A generous binding bound: the CI machine's load can slow ovn-controller down a lot.
+    driver = DockerDriver(engine, ovs_db=node.ovs_db, nb=lab.nb, bin_dir=BIN, extra=("--bind-timeout=60",))
     driver.start()
     return Host(node, engine, driver)
 
@@ -664,7 +665,7 @@ def test_underlay_two_containers_on_two_vlan_tags_behind_one_vm_port(hosts: Lab2
     vm = _vm(lab, h1.node, "vm1", "02:00:00:00:64:05", "10.100.0.5/24")
     engine = DockerEngine(netns=vm.netns, dir=f"{vm.dir}/docker")
     driver = DockerDriver(engine, ovs_db=vm.ovs_db, nb=lab.nb, bin_dir=BIN,
-                          extra=("--underlay-mode", "--bridge=breth0", "--parent-port=vm1"))
+                          extra=("--underlay-mode", "--bridge=breth0", "--parent-port=vm1", "--bind-timeout=60"))
     try:
         lab.wait_port_up("vm1")
         engine.start()
