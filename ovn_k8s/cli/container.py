@@ -66,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
             elif args.command == "endpoint-delete":
                 steps.endpoint_delete(nb, ovs, args.endpoint, steps.Docker())
             elif args.command == "container-create":
-                print(steps.container_create(nb, ovs, cfg, args.network, steps.Docker(), args.image))
+                print(steps.container_create(nb, ovs, cfg, args.network, steps.Docker(), args.image,
+                                             bind_timeout=gcfg.timeout))
         finally:
             nb.close()
     return 0
