@@ -33,7 +33,7 @@ import pytest
 
 from sandbox import images, realnode
 from sandbox.lab.proc import alive, read_pid
-from sandbox.state import OUTSIDE_IP, OUTSIDE_PORT, State, prefix_for
+from sandbox.state import OUTSIDE_IP, OUTSIDE_PORT, State, prefix_for, start_daemon
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realk8s]
 SANDBOX = os.path.join(os.path.dirname(sys.executable), "ovn-k8s-sandbox")
@@ -411,6 +411,75 @@ def test_import_image_of_a_user(app: tuple[State, str], tmp_path: Any) -> None:
                                   None), 30, "the user's pod Ready")
     assert curl(state.ns("node1"), f"http://{pod['status']['podIP']}:8080/") == "hello-from-user"
     kubectl(state, "delete", "pod", "-n", NS, "user", "--wait=true", timeout=60)
+
+
+def pod_named(state: State, name: str, predicate: Callable[[dict[str, Any]], bool] = ready,
+              timeout: float = 40) -> dict[str, Any]:
+    return eventually(lambda: next((p for p in api_pods(state) if p["metadata"]["name"] == name
+                                    and predicate(p)), None), timeout, f"pod {name}")
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    return int(pod["status"]["containerStatuses"][0]["restartCount"])
+
+
+def test_pod_restarts_keep_networking(app: tuple[State, str]) -> None:
+    """A container that exits is restarted in the same sandbox (no CNI call, same address); a
+    killed sandbox (its pause process) is re-created by the kubelet: CNI DEL of the old one
+    (its port goes), ADD of the new one (the same address: the watcher's annotation)."""
+    state, _ = app
+    node_ns = state.ns("node2")
+    apply(state, SOLO.replace("name: solo", "name: crash1").replace("node2", "node1") + "---\n"
+          + SOLO.replace("name: solo", "name: crash2").replace("node2", "node1"))
+    one, two = pod_named(state, "crash1"), pod_named(state, "crash2")
+    kubectl(state, "exec", "-n", NS, "crash1", "--", "kill", "1")
+    again = pod_named(state, "crash1", lambda p: ready(p) and restarts(p) == 1)
+    assert again["status"]["podIP"] == one["status"]["podIP"]
+    assert curl(node_ns, f"http://{one['status']['podIP']}:8080/") == "crash1"
+
+    n = realnode.nodes_of(state)[0]
+    sandbox_id = n.ctr("containers", "ls", "-q", f'labels."io.kubernetes.pod.uid"=={two["metadata"]["uid"]},'
+                       'labels."io.cri-containerd.kind"==sandbox').stdout.split()
+    tasks = dict(line.split()[:2] for line in n.ctr("tasks", "ls").stdout.splitlines()[1:])
+    os.kill(int(tasks[sandbox_id[0]]), signal.SIGKILL)
+    eventually(lambda: n.ctr("containers", "ls", "-q", f'labels."io.kubernetes.pod.uid"=={two["metadata"]["uid"]},'
+                             'labels."io.cri-containerd.kind"==sandbox').stdout.split() not in ([], sandbox_id),
+               30, "a new sandbox for crash2")
+    back = pod_named(state, "crash2", lambda p: ready(p) and restarts(p) >= 1)
+    assert back["status"]["podIP"] == two["status"]["podIP"]
+    assert eventually(lambda: curl(node_ns, f"http://{two['status']['podIP']}:8080/") == "crash2", 10)
+    kubectl(state, "delete", "pod", "-n", NS, "crash1", "crash2", "--wait=true", timeout=60)
+    assert_no_stale_ports(state)
+
+
+def nb_ports(state: State, name: str) -> str:
+    return subprocess.run(["ovn-nbctl", f"--db={state.nb}", "--bare", "--columns=name", "find",
+                           "Logical_Switch_Port", f"name={name}"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_pod_deleted_while_the_watcher_is_down_is_cleaned_up_when_it_returns(app: tuple[State, str]) -> None:
+    state, _ = app
+    apply(state, SOLO.replace("name: solo", "name: orphan"))
+    pod_named(state, "orphan")
+    assert nb_ports(state, f"{NS}_orphan") == f"{NS}_orphan"
+    pidfile = f"{state.daemon_dir}/watcher.pid"
+    pid = read_pid(pidfile)
+    assert pid is not None
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmd = [a.decode() for a in f.read().split(b"\0") if a]
+    os.kill(pid, signal.SIGKILL)
+    eventually(lambda: not alive(pid), 10, "the watcher gone")
+    try:
+        # The kubelet deletes the pod (containerd's CNI DEL takes the OVS port) with no watcher.
+        kubectl(state, "delete", "pod", "-n", NS, "orphan", "--wait=true", timeout=60)
+        assert eventually(lambda: f"{NS}_orphan" not in pod_ports(state, "node2"), 15)
+        assert nb_ports(state, f"{NS}_orphan") == f"{NS}_orphan"      # nobody took it out of the NB
+    finally:
+        start_daemon(state.daemon_dir, "watcher", cmd, env={"OVS_RUNDIR": state.daemon_dir,
+                                                            "OVS_LOGDIR": state.daemon_dir})
+    assert eventually(lambda: nb_ports(state, f"{NS}_orphan") == "", 30, "the watcher's clean-up")
+    assert_no_stale_ports(state)
 
 
 def test_crash_then_down_leaves_the_host_as_before(real: tuple[State, str, dict[str, Any]]) -> None:
