@@ -531,6 +531,8 @@ def teardown(prefix: str, lab_dir: str, names: list[str]) -> None:
     nodes = [RealNode(prefix, name, i, lab_dir) for i, name in enumerate(names, start=1)]
     nodes += [RealNode(prefix, os.path.basename(p)[len(prefix) + 1:], 0, lab_dir)
               for p in glob.glob(f"{HOST_DIR}/{prefix}-*") if os.path.basename(p)[len(prefix) + 1:] not in names]
+    if not os.path.exists(f"{USERS_DIR}/{prefix}") and not any(os.path.exists(n.base) for n in nodes):
+        return   # no real node of this sandbox (or lab) on this host
     for n in nodes:
         stop_pidfile(n.pidfile("kubelet"))
     for n in nodes:

@@ -480,6 +480,11 @@ class Lab:
 def down_dir(directory: str, prefix: str) -> None:
     """Stop every daemon with a pid file under `directory`, delete the lab's namespaces (which
     takes their veths with them), remove the directory and the registry entry."""
+    # A sandbox's real nodes first (containers, shims, mounts, the host's sysctls): a swept
+    # crashed sandbox comes here without sandbox.cluster.down.
+    from sandbox import realnode
+
+    realnode.teardown(prefix, directory, [])
     for pidfile in sorted(glob.glob(f"{directory}/**/*.pid", recursive=True)):
         stop_pidfile(pidfile)
     try:
