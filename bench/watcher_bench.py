@@ -54,6 +54,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ovn_k8s.kube.errors import KubeError  # noqa: E402
 from ovn_k8s.kube.lite import LiteClient  # noqa: E402
 from ovn_k8s.kube.rest import ConnectionParams, KubeClient, resource_path  # noqa: E402
 from ovn_k8s.kube.watch import StopEvent, list_then_watch  # noqa: E402
@@ -203,10 +204,13 @@ class AnnotationWatch:
                                         timeout_seconds=600, read_timeout=600)
         finally:
             self._started.set()
-        for event in stream:
-            meta = event["object"].get("metadata") or {}
-            if "ovn" in (meta.get("annotations") or {}):
-                self.annotated.add(f"{meta.get('namespace')}/{meta.get('name')}")
+        try:
+            for event in stream:
+                meta = event["object"].get("metadata") or {}
+                if "ovn" in (meta.get("annotations") or {}):
+                    self.annotated.add(f"{meta.get('namespace')}/{meta.get('name')}")
+        except KubeError:
+            pass                     # closed by __exit__, or the server went: the wait says
 
 
 def cpu_all(pids: dict[str, int]) -> dict[str, float]:
@@ -465,7 +469,7 @@ def sync(pods: int, services: int, workdir: str, args: tuple[str, ...]) -> dict[
         assert len(before) == pods and len(lbs_before) >= services
         log(f"sync: {len(before)} pod ports and {len(lbs_before)} load balancers in the NB; "
             "restarting the watcher")
-        nb_pid = env.pids()["nb"]
+        nb_pid = env.pids()["nb-ovsdb"]
         nb_cpu0 = cpu_of(nb_pid)
         t0 = time.monotonic()
         w = env.start_watcher("measured")
