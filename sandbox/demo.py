@@ -232,7 +232,10 @@ def main(directory: str, nodes: int | None = None, keep: bool = False, control_p
                 print(f"  ovn-k8s-sandbox{flag} status")
                 print(f"  ovn-nbctl --db={state.nb} show")
                 pod = "web-0" if not state.real else "<pod name>"
-                print(f"  ip netns exec {state.ns(f'pod-demo-{pod}')} curl -s http://<service VIP>/")
+                if state.real_nodes:
+                    print(f"  ovn-k8s-sandbox{flag} kubectl exec -n demo {pod} -- wget -qO- http://<service VIP>/")
+                else:
+                    print(f"  ip netns exec {state.ns(f'pod-demo-{pod}')} curl -s http://<service VIP>/")
                 print(f"  ovn-k8s-sandbox{flag} kubectl get pods,svc,endpointslices -n demo -o wide")
                 print(f"  ovn-k8s-sandbox{flag} down")
         else:
