@@ -14,7 +14,7 @@ ACL that lets its management port in). What each event touches:
     policies with egress named ports whose peers did;
   - a namespace relabelled: the peers with a namespaceSelector that matched before or after;
   - a policy: itself, and the peers it stops or starts using (a peer's set is deleted when
-    no policy uses it); the first and the last policy: the node ACLs.
+    no policy uses it).
 
 `sync` (before serving): seed the engine's cache from the rows we own (a port group's
 members read back as port names), compute every key, delete the rows of keys that are gone
@@ -185,7 +185,6 @@ class PolicyController:
                     return
                 if new == old:
                     return
-            had_any = bool(self.policies)
             if new is None:
                 self.policies.pop(pkey, None)
             else:
@@ -202,8 +201,6 @@ class PolicyController:
                 self._peer_users.setdefault(pk, set()).add(pkey)
                 self._peers[pk] = peer
             touched.update(old_peers, new_peers)
-            if had_any != bool(self.policies):
-                touched.update(node_key(n) for n in self._mgmt)
         self._enqueue(touched)
 
     def on_pod_event(self, ev: Event) -> None:
@@ -304,7 +301,7 @@ class PolicyController:
             if key.startswith(naming.owner_policy_node("")):
                 node = key[len(naming.owner_policy_node("")):]
                 ip = self._mgmt.get(node)
-                return rows_by_ident(node_rows(node, ip)) if ip and self.policies else {}
+                return rows_by_ident(node_rows(node, ip)) if ip else {}
             pkey = self._by_key.get(key)
             policy = self.policies.get(pkey) if pkey else None
             if policy is None:
@@ -317,8 +314,7 @@ class PolicyController:
         with self._lock:
             keys = {policy_key(p) for p in self.policies.values()}
             keys.update(k for k, users in self._peer_users.items() if users)
-            if self.policies:
-                keys.update(node_key(n) for n in self._mgmt)
+            keys.update(node_key(n) for n in self._mgmt)
             return keys
 
     # -- start-up and periodic full sync -------------------------------------------------------------

@@ -11,8 +11,12 @@ Per policy (key `netpol:policy/<ns>/<name>`):
     that name has that number (the selected pods for ingress, the peer pods for egress).
 Per peer selector (key `netpol:peer/<digest>`): an Address_Set of the pod IPs it picks,
 shared by every policy with an identical peer (same namespace scope and selectors).
-Per node (key `netpol:node/<node>`), once any policy exists: an allow-related ACL on the node
-switch for traffic from its management port (the node itself: kubelet probes).
+Per node (key `netpol:node/<node>`), always: an allow-related ACL on the node switch for
+traffic from its management port (the node itself: kubelet probes). It also keeps every node
+switch stateful (conntrack) whether or not policies exist, as ovn-kubernetes' does: a switch
+that turns stateful when the first policy comes finds connections its conntrack never saw,
+and OVS 3.1's userspace conntrack then judged replies of new connections invalid for many
+seconds (seen in the truth-table suite).
 
 So the NB holds O(policies x rules + peer selectors + nodes) rows; pods only appear as
 members of sets, never as rows of their own.
@@ -296,7 +300,6 @@ def all_rows(policies: Iterable[NetworkPolicy], index: PolicyIndex,
             peers[peer_key(peer)] = peer
     for key, peer in peers.items():
         out[key] = peer_rows(peer, index)
-    if policies:
-        for node, ip in mgmt_ips.items():
-            out[node_key(node)] = node_rows(node, ip)
+    for node, ip in mgmt_ips.items():
+        out[node_key(node)] = node_rows(node, ip)
     return out

@@ -179,11 +179,9 @@ def test_peers_are_shared_and_rows_do_not_grow_with_pods_squared():
     assert big[peer_keys[0]][0].owner == peer_keys[0]
 
 
-def test_node_acls_exist_only_while_some_policy_does():
-    idx = index()
-    assert all_rows([], idx, {"n1": "10.244.1.2"}) == {}
-    pol = parse_network_policy(raw_policy({"podSelector": {}}))
-    rows = all_rows([pol], idx, {"n1": "10.244.1.2"})["netpol:node/n1"]
+def test_node_acls_always_exist():
+    # They keep every node switch stateful, policies or not (see ovn_k8s/desired/policies.py).
+    rows = all_rows([], index(), {"n1": "10.244.1.2"})["netpol:node/n1"]
     assert [(r.table, r.parent.table, r.parent.id, r.columns["match"]) for r in rows] == [
         ("ACL", "Logical_Switch", "switch:n1", "ip4.src == 10.244.1.2")]
 
