@@ -210,7 +210,10 @@ class Watcher:
 
     # -- health ----------------------------------------------------------------------------------
     def nb_connected(self) -> bool:
-        return self.nb is not None and connection.connected(self.nb)
+        # monitoring, not connected: python-ovs' session is up while it asks a clustered NB's
+        # followers whether they lead (or waits on a member that never answers); only a
+        # monitored replica (the leader's, or a standalone server's) is a working NB.
+        return self.nb is not None and connection.monitoring(self.nb)
 
     def has_lock(self) -> bool:
         return self.nb is not None and connection.lock_state(self.nb)[0]
@@ -220,7 +223,10 @@ class Watcher:
         nb_up = self.nb_connected()
         self.metrics.nb_up.set(1 if nb_up else 0)
         if not nb_up:
-            problems.append(f"NB: not connected to {self.cfg.ovn_nb}")
+            if len(connection.split_remotes(self.cfg.ovn_nb, "--ovn-nb")) > 1:
+                problems.append(f"NB: not connected to the NB leader (members: {self.cfg.ovn_nb})")
+            else:
+                problems.append(f"NB: not connected to {self.cfg.ovn_nb}")
         for informer in self.informers:
             problem = informer.problem()
             informer._update_gauge()

@@ -14,6 +14,10 @@
    CNI plugin (waiting for the watcher's annotation) during the second; the watcher (never
    restarted) follows the leader; the final NB holds exactly the cluster's pod ports and
    service load balancers (no duplicate, none missing, none stale).
+3. /healthz while the cluster has no leader (deterministic): the two followers stopped
+   (SIGSTOP: their sockets still accept, nothing answers) and the leader killed. python-ovs'
+   session to a stopped member is up, so "connected" would read true for as long as they
+   stay stopped; the watcher must say it has no NB leader, then recover once they run again.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -331,4 +337,41 @@ def test_raft_nb_leader_killed_twice_under_churn(lab: Lab, kube: KubeApiServer, 
     finally:
         churn.done.set()
         fwd.close()
+        watcher.kill()
+
+
+# -- 3. /healthz while no member leads ---------------------------------------------------------------
+@pytest.mark.parametrize("lab", [3], indirect=True)
+def test_healthz_reports_no_nb_leader_while_none_leads(lab: Lab, kube: KubeApiServer, tmp_path) -> None:
+    kubeconfig = str(tmp_path / "kubeconfig")
+    kube.write_kubeconfig(kubeconfig)
+    watcher = WatcherProcess(str(tmp_path), nb=lab.nb, kubeconfig=kubeconfig).start()
+    stopped: list[int] = []
+    try:
+        watcher.wait_ready()
+        assert watcher.get("/healthz") == (200, "ok\n")
+        leader = lab.leader("nb")
+        for i in lab.members:
+            pid = lab.member_pid("nb", i)
+            if i != leader and pid is not None:
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+        lab.kill_member("nb", leader)
+        # the IDL moves on to a stopped member: its connection is accepted and never answered
+        no_leader = (503, f"NB: not connected to the NB leader (members: {lab.nb})\n")
+        wait_until(lambda: watcher.get("/healthz") == no_leader, 20, "/healthz: no NB leader")
+        for _ in range(10):                        # and it stays so: no member can lead
+            assert watcher.get("/healthz") == no_leader
+            assert watcher.metric("ovnk8s_watcher_nb_connected") == 0
+            time.sleep(0.1)
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        stopped.clear()
+        lab.leader("nb")                           # the two elect one
+        wait_until(lambda: watcher.get("/healthz") == (200, "ok\n"), 30, "/healthz ok again")
+        assert watcher.metric("ovnk8s_watcher_nb_connected") == 1
+        assert watcher.get("/readyz") == (200, "ok: leader\n")
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
         watcher.kill()
