@@ -350,9 +350,11 @@ def _start_daemons(state: State, lab: Lab, names: list[str], step: Callable[[str
         start_daemon(d, f"host-http-{n.name}", python_module("sandbox.podserver", f"{n.name}-host",
                                                              str(HOST_SERVICE_PORT), f"{d}/host-http-{n.name}.access"),
                      netns=n.netns)
+    # --allocate-node-subnets: the switches minion-init made keep their subnets (node_subnet(i); the
+    # annotation follows them) and are marked with their Node's uid, so a deleted Node is cleaned.
     start_daemon(d, "watcher", [exe("ovn-k8s-watcher"), f"--ovn-nb={lab.nb}", f"--kubeconfig={state.kubeconfig}",
                                 "--log-level=info", f"--log-file={d}/watcher.log", "--ovs-db=unix:/nonexistent/db.sock",
-                                "--metrics-address=127.0.0.1:0"],
+                                "--metrics-address=127.0.0.1:0", "--allocate-node-subnets"],
                  env={"OVS_RUNDIR": d, "OVS_LOGDIR": d})   # its ovs-appctl socket stays in the sandbox
     if not state.real:
         start_daemon(d, "controllers", python_module("sandbox.controllers", state.dir))

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from ovn_k8s.naming import NODE_SUBNET_ANNOTATION, NODE_UID_KEY
 from sandbox.lab.proc import alive, read_pid
-from sandbox.state import State, prefix_for
+from sandbox.state import State, node_subnet, prefix_for
 
 pytestmark = pytest.mark.e2e
 SANDBOX = os.path.join(os.path.dirname(sys.executable), "ovn-k8s-sandbox")
@@ -123,6 +124,14 @@ def test_demo_passes_and_leaves_nothing(state_dir: str, control_plane: str) -> N
     assert "web-nodeport" in status and "STOPPED" not in status
     state = State.load(state_dir)
     assert state is not None and state.control_plane == control_plane
+    # The watcher allocates node subnets: minion-init's switches kept theirs, annotated on the
+    # Nodes, and each switch is marked with its Node's uid (what a Node's deletion cleans by).
+    for i, node in enumerate(sorted(state.api().list("nodes"), key=lambda n: n["metadata"]["name"]), start=1):
+        meta = node["metadata"]
+        assert meta.get("annotations", {}).get(NODE_SUBNET_ANNOTATION) == node_subnet(i), meta
+        mark = subprocess.run(["ovn-nbctl", f"--db={state.nb}", "get", "Logical_Switch", meta["name"],
+                               f'external_ids:"{NODE_UID_KEY}"'], capture_output=True, text=True, check=True)
+        assert mark.stdout.strip().strip('"') == meta["uid"]
     daemons = {p.name[:-4] for p in Path(state.daemon_dir).glob("*.pid")}
     if control_plane == "real":
         assert set(REAL_DAEMONS) <= daemons and not {"kubeapi", "controllers"} & daemons
