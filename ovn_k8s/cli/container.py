@@ -12,7 +12,8 @@
 The NB address comes as for every command (--ovn-nb > OVN_K8S_OVN_NB > config file > the local
 OVS' external_ids:ovn-nb, which `ovn-integrate set-ipam` sets). Underlay mode takes the VM's
 logical port from --parent or env OS_VIF_ID, as the original. Lists are tables in the format of
-the original's `neutron net-list` / `port-list`.
+the original's `neutron net-list` / `port-list`. Docker is its Engine API (ovn_k8s/docker/engine.py)
+at --docker-host > DOCKER_HOST > unix:///var/run/docker.sock; no docker CLI is needed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 
 from ovn_k8s import config, process
 from ovn_k8s.docker import container as steps
+from ovn_k8s.docker import engine
 from ovn_k8s.docker.nbstore import DockerNb
 from ovn_k8s.local_ovsdb import LocalOvsdb
 
@@ -64,13 +66,23 @@ def _run(args: argparse.Namespace) -> int:
                         for ep in steps.endpoint_list(nb)]
                 print(table(("id", "name", "mac_address", "fixed_ips"), rows))
             elif args.command == "endpoint-delete":
-                steps.endpoint_delete(nb, ovs, args.endpoint, steps.Docker())
+                steps.endpoint_delete(nb, ovs, args.endpoint, _docker(args))
             elif args.command == "container-create":
-                print(steps.container_create(nb, ovs, cfg, args.network, steps.Docker(), args.image,
+                print(steps.container_create(nb, ovs, cfg, args.network, _docker(args), args.image,
                                              bind_timeout=gcfg.timeout))
         finally:
             nb.close()
     return 0
+
+
+def _docker(args: argparse.Namespace) -> engine.DockerApi:
+    return engine.DockerApi(engine.resolve_host(args.docker_host))
+
+
+def _docker_host_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--docker-host", metavar="URL",
+                   help=f"the Docker Engine API: unix:///PATH or tcp://HOST:PORT (default: env "
+                   f"{engine.HOST_ENV}, else {engine.DEFAULT_HOST})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,10 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("endpoint-delete", parents=[parent],
                        help="delete an endpoint (and its network container with its last endpoint)")
     p.add_argument("endpoint", metavar="NAME|UUID")
+    _docker_host_flag(p)
     p = sub.add_parser("container-create", parents=[parent],
                        help="a network container holding the endpoints; prints its ID")
     p.add_argument("--network", action="append", required=True, metavar="EP")
     p.add_argument("--image", default="busybox", help="the network container's image (default busybox)")
+    _docker_host_flag(p)
     return parser
 
 

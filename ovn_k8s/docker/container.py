@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Sequence
@@ -26,6 +24,7 @@ import netaddr
 from ovn_k8s import naming, netlink
 from ovn_k8s.desired import docker as build
 from ovn_k8s.docker import nbstore
+from ovn_k8s.docker.engine import DockerApi
 from ovn_k8s.docker.nbstore import DockerNb, Endpoint
 from ovn_k8s.errors import ConfigError, HostError, NotReadyError, OvnK8sError
 from ovn_k8s.local_ovsdb import LocalOvsdb, attach_ids
@@ -36,6 +35,7 @@ BRIDGE_KEY = "ovn-bridge"
 MODES = ("overlay", "underlay")
 PARENT_ENV = "OS_VIF_ID"          # the original's name for the VM's port (the parent)
 CONTAINER_MTU = 1400
+ENDPOINTS_LABEL = "ovn-k8s/endpoints"   # on a network container: the endpoints it was made for
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,7 @@ def host_ifname(endpoint: str) -> str:
     return endpoint[:13] + "_l"
 
 
-def endpoint_delete(nb: DockerNb, ovs: LocalOvsdb, key: str, docker: Docker) -> str:
+def endpoint_delete(nb: DockerNb, ovs: LocalOvsdb, key: str, docker: DockerApi) -> str:
     """Unplug and delete the endpoint; the network container goes with its last endpoint."""
     ep = nb.read(lambda view: nbstore.resolve_endpoint(view, key))
     container = ep.external_ids.get(build.CONTAINER_KEY)
@@ -134,36 +134,11 @@ def _unplug(ovs: LocalOvsdb, endpoint: str) -> None:
 
 
 # --- network containers ------------------------------------------------------------------------------
-class Docker:
-    """The docker CLI (Debian's /usr/bin/docker when there, else `docker` on PATH), talking to
-    DOCKER_HOST as the user's own commands do."""
-
-    def __init__(self, binary: str | None = None) -> None:
-        self.binary = binary or ("/usr/bin/docker" if os.path.exists("/usr/bin/docker")
-                                 else shutil.which("docker") or "docker")
-
-    def __call__(self, *args: str) -> str:
-        try:
-            proc = subprocess.run([self.binary, *args], capture_output=True, text=True,
-                                  timeout=120, check=False)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise HostError(f"docker {args[0]}: {e}") from None
-        if proc.returncode != 0:
-            raise HostError(f"docker {args[0]} failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
-        return proc.stdout.strip()
-
-    def remove(self, container: str) -> None:
-        try:
-            self("rm", "-f", container)
-        except HostError as e:
-            LOG.warning("%s", e)
-
-
 def container_create(nb: DockerNb, ovs: LocalOvsdb, cfg: Settings, endpoints: Sequence[str],
-                     docker: Docker, image: str, *, bind_timeout: float = 20.0) -> str:
-    """A network container (`--net=none`) whose namespace holds the endpoints as eth1..ethN;
-    returns its ID. Any failure removes what was made (container, veths, OVS ports) and clears
-    the endpoints' container record."""
+                     docker: DockerApi, image: str, *, bind_timeout: float = 20.0) -> str:
+    """A network container (`docker run -d --init --net=none`, made through the Engine API)
+    whose namespace holds the endpoints as eth1..ethN; returns its ID. Any failure removes what
+    was made (container, veths, OVS ports) and clears the endpoints' container record."""
     eps: list[Endpoint] = []
     for key in endpoints:
         ep = nb.read(lambda view, k=key: nbstore.resolve_endpoint(view, k))
@@ -178,12 +153,12 @@ def container_create(nb: DockerNb, ovs: LocalOvsdb, cfg: Settings, endpoints: Se
     if not eps:
         raise ConfigError("give at least one --network=ENDPOINT")
     tag = uuid.uuid4().hex[:15]
-    container = docker("run", "-d", "--init", "--net=none", f"--name=network_{tag}", image,
-                       "sleep", "2147483647")
+    labels = {naming.OWNER_KEY: build.OVN_CONTAINER, ENDPOINTS_LABEL: ",".join(ep.name for ep in eps)}
+    container = docker.create(image, ["sleep", "2147483647"], name=f"network_{tag}", labels=labels)
     done: list[Endpoint] = []
     try:
-        pid = docker("inspect", "-f", "{{.State.Pid}}", container)
-        netns_path = f"/proc/{int(pid)}/ns/net"
+        docker.start(container)
+        netns_path = f"/proc/{docker.pid(container)}/ns/net"
         deadline = time.monotonic() + bind_timeout
         for index, ep in enumerate(eps, start=1):
             nb.set_endpoint_container(ep.name, container)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -511,6 +513,25 @@ def container_cli(host: Host, *args: str) -> str:
     return ok(proc).stdout.strip()
 
 
+DOCKER_CLIS = [p for p in ("/usr/bin/docker", "/usr/local/bin/docker") if os.path.exists(p)]
+
+
+def container_api_only(host: Host, *args: str) -> str:
+    """ovn-container with no docker CLI to fall back to: PATH holds none, and in a private mount
+    namespace /dev/null hides every docker binary of the machine; DOCKER_HOST points nowhere, so
+    only --docker-host reaches the engine."""
+    hide = "".join(f"{shutil.which('mount')} --bind /dev/null {p}\n" for p in DOCKER_CLIS)
+    script = hide + 'if command -v docker || [ -x /usr/bin/docker ]; then exit 99; fi\nexec "$@"\n'
+    cmd = [shutil.which("ip") or "ip", "netns", "exec", host.node.netns, shutil.which("unshare") or "unshare",
+           "--mount", "--propagation", "private", "/bin/sh", "-ec", script, "sh",
+           os.path.join(BIN, "ovn-container"), *args, f"--ovs-db={host.node.ovs_db}",
+           f"--docker-host={host.engine.host}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OVN_K8S_")}
+    env.update(OVN_K8S_CONFIG="/dev/null", PATH=BIN, DOCKER_HOST=f"unix://{host.engine.dir}/none.sock")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
+    return ok(proc).stdout.strip()
+
+
 def test_the_original_overlay_walkthrough(hosts: Lab2) -> None:
     lab, h1 = hosts.lab, hosts.h1
     node = h1.node
@@ -539,9 +560,14 @@ def test_the_original_overlay_walkthrough(hosts: Lab2) -> None:
              if line.startswith("|")]
     assert cells[0] == ["id", "name", "mac_address", "fixed_ips"]
     assert [ep0, "ls0p0", "0a:58:c0:a8:01:02", '{"network": "ls0", "ip_address": "192.168.1.2"}'] in cells
-    # ovn-container container-create --network=ls0p0: returns the network container's id
-    nc0 = container_cli(h1, "container-create", "--network=ls0p0", "--image", IMAGE)
+    # ovn-container container-create --network=ls0p0: returns the network container's id. Made
+    # through the Engine API: no docker CLI is reachable (`--docker-host`; DOCKER_HOST for nc1).
+    nc0 = container_api_only(h1, "container-create", "--network=ls0p0", "--image", IMAGE)
     nc1 = container_cli(h1, "container-create", f"--network={ep1}", "--image", IMAGE)
+    made = h1.engine.inspect("container", nc0)
+    assert made["Id"] == nc0 and made["Name"].startswith("/network_") and made["State"]["Running"]
+    assert made["HostConfig"]["NetworkMode"] == "none" and made["HostConfig"]["Init"] is True
+    assert made["Config"]["Labels"] == {"ovn-k8s/owner": "ovn-container", "ovn-k8s/endpoints": ep0}
     assert installed(h1, f"{ep0[:13]}_l")
     lab.wait_port_up(ep0)
     # docker run -d --net=container:$NETWORK_CONTAINER ...
@@ -572,7 +598,7 @@ def test_the_original_overlay_walkthrough(hosts: Lab2) -> None:
     # After you stop your container: ovn-container endpoint-delete ls0p0 (the network container
     # goes with its last endpoint)
     h1.docker("rm", "-f", "wl0")
-    container_cli(h1, "endpoint-delete", "ls0p0")
+    container_api_only(h1, "endpoint-delete", "ls0p0")
     assert nc0 not in h1.docker("ps", "-aq", "--no-trunc").split()
     assert ep0 not in lab.nbctl("lsp-list", "ls0")
     assert f"{ep0[:13]}_l" not in h1.links()
