@@ -6,7 +6,8 @@ host's busybox-static, and imported into a real node's containerd.
 - `sandbox.ovn-k8s/podserver:latest`: busybox httpd answering its pod's name (the pod's
   hostname, which the kubelet sets to the pod's name) on $PORT (default 8080), logging each
   request to stdout (`kubectl logs`); /ready is a file the readiness probe of a test can
-  remove and restore with `kubectl exec`.
+  remove and restore with `kubectl exec`. On SIGTERM it keeps serving $STOP_DELAY seconds
+  (default 2) while the pod leaves the endpoints, then stops (a rolling update loses no request).
 
 No docker build: a layer is a plain tar written with `tarfile` (fixed mtimes, so the same
 busybox gives the same image ID), the config and manifest.json are JSON.
@@ -36,8 +37,9 @@ echo "podserver $(hostname) listening on :${PORT:-8080}"
 httpd -f -vv -p "${PORT:-8080}" -h /www &
 pid=$!
 # As PID 1 a process ignores the signals it has no handler for: stop at the kubelet's SIGTERM
-# instead of waiting out the grace period for its SIGKILL.
-trap 'kill $pid; exit 0' TERM INT
+# instead of waiting out the grace period for its SIGKILL, after serving $STOP_DELAY more
+# seconds (default 2), while the pod leaves the Service's endpoints and the load balancers.
+trap 'sleep "${STOP_DELAY:-2}"; kill $pid; exit 0' TERM INT
 wait $pid
 """
 

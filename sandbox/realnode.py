@@ -307,15 +307,30 @@ def release_host(prefix: str) -> None:
         if _sysctl(name) != value:
             _set_sysctl(name, value)
     for path in sorted(saved.get("absent") or [], key=len, reverse=True):
-        if os.path.isdir(path) and not os.path.islink(path):
-            _unmount_under(path)
+        if path == "/var/lib/kubelet" and os.path.isdir(path):
+            _unmount_under(path)   # the kubelet's own; only its device-plugins socket is left
             shutil.rmtree(path, ignore_errors=True)
-        elif os.path.lexists(path):
-            os.unlink(path)
+        elif os.path.isdir(path) and not os.path.islink(path):
+            _remove_if_only_leftovers(path)
     for cgroup in saved.get("absent_cgroups") or []:
         with contextlib.suppress(OSError):
             os.rmdir(cgroup)
     shutil.rmtree(HOST_DIR, ignore_errors=True)
+
+
+def _remove_if_only_leftovers(path: str) -> None:
+    """Remove `path` if all it holds is empty directories and dangling symlinks (the kubelet's
+    links to removed pod logs): something another runtime put there since is kept."""
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            full = os.path.join(root, name)
+            if os.path.islink(full) and not os.path.exists(full):
+                os.unlink(full)
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 # -- mounts, processes, cgroups -----------------------------------------------------------------

@@ -322,7 +322,8 @@ metadata: {name: solo, namespace: rn}
 spec:
   nodeName: node2
   terminationGracePeriodSeconds: 1
-  containers: [{name: web, image: sandbox.ovn-k8s/podserver, imagePullPolicy: Never}]
+  containers: [{name: web, image: sandbox.ovn-k8s/podserver, imagePullPolicy: Never,
+                env: [{name: STOP_DELAY, value: "0"}]}]
 """
 
 
