@@ -67,7 +67,7 @@ from ovn_k8s.model.policy import (
     parse_policy_pod,
 )
 from ovn_k8s.nb import read as nb_read
-from ovn_k8s.nb.keyed import Applied, Ident, KeyedRows, RowTaken, rows_by_ident, scan_tables
+from ovn_k8s.nb.keyed import Ident, KeyedRows, RowTaken, rows_by_ident, scan_tables
 from ovn_k8s.nb.model import Ref, Row
 from watcher.events import EventRecorder
 from watcher.metrics import WatcherMetrics
@@ -146,7 +146,6 @@ class PolicyController:
         # 5k pods the initial list would otherwise compute touched keys 5k times for nothing).
         self._track = False
         self._force: set[str] = set()       # keys to write even if the cache says equal
-        self._first_seen: dict[str, float] = {}
         self._txns_seen = 0
         metrics.queue_depth.set(0, resource=RESOURCE)
 
@@ -162,9 +161,7 @@ class PolicyController:
     def _enqueue(self, keys: Iterable[str]) -> None:
         if not self._track:
             return
-        now = time.monotonic()
         for key in keys:
-            self._first_seen.setdefault(key, now)
             self.queue.add(key)
 
     def on_policy_event(self, ev: Event) -> None:
@@ -434,17 +431,14 @@ class PolicyController:
         try:
             if exc is None:
                 self.queue.forget(key)
-                self._first_seen.pop(key, None)
                 self.metrics.reconciled.inc(resource=RESOURCE, result="ok")
             elif isinstance(exc, InvalidObject):         # RowTaken: a name held by another owner
                 self.queue.forget(key)
-                self._first_seen.pop(key, None)
                 self._report(key, exc)
             else:
                 attempts = requeue_or_give_up(self.queue, self.metrics, RESOURCE,
                                               "networkpolicy key", key, exc)
                 if attempts is not None:
-                    self._first_seen.pop(key, None)
                     self._event(key, f"giving up after {attempts} attempts: {exc}")
         except Exception:  # noqa: BLE001 -- never leave a key processing forever
             LOG.exception("networkpolicies %s: finishing failed", key)
@@ -490,7 +484,3 @@ class PolicyController:
     def close(self) -> None:
         pass
 
-
-def applied_rows(found: Mapping[str, Mapping[Ident, Applied]]) -> int:
-    """How many rows a scan found (for logs and tests)."""
-    return sum(len(v) for v in found.values())
