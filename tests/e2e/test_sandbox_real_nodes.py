@@ -122,6 +122,12 @@ def curl(netns: str, url: str, timeout: float = 2) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def answers(netns: str, url: str, want: str, timeout: float = 10) -> bool:
+    """`url` answers `want` within `timeout`: a container without a readiness probe is Ready
+    as soon as it runs, a moment before its server listens."""
+    return bool(eventually(lambda: curl(netns, url) == want, timeout, f"{url} answering {want!r}"))
+
+
 def pod_ports(state: State, node: str) -> set[str]:
     """iface-ids (namespace_pod) of the pods' ports on the node's OVS: the CNI plugin's veths
     (ovn<container id>), not the gateway's or the management port."""
@@ -335,7 +341,7 @@ def test_delete_and_recreate_leaves_no_stale_port(app: tuple[State, str]) -> Non
         pod = eventually(lambda: next((p for p in api_pods(state) if p["metadata"]["name"] == "solo"
                                        and ready(p)), None), 30, "solo Ready")
         ip = pod["status"]["podIP"]
-        assert curl(node_ns, f"http://{ip}:8080/") == "solo", f"round {round_}"
+        assert answers(node_ns, f"http://{ip}:8080/", "solo"), f"round {round_}"
         assert f"{NS}_solo" in pod_ports(state, "node2")
         kubectl(state, "delete", "pod", "-n", NS, "solo", "--wait=true", timeout=60)
         # CNI DEL ran: the port left node2's br-int, the address answers no more.
@@ -360,7 +366,7 @@ def test_restart_keeps_running_pods_networked(app: tuple[State, str], daemon: st
              for p in api_pods(state, "app=app")}
     assert after == before     # same containers (not restarted), same addresses
     assert all(ready(p) for p in api_pods(state, "app=app"))
-    assert curl(state.ns("node2"), f"http://{solo['status']['podIP']}:8080/") == "solo"
+    assert answers(state.ns("node2"), f"http://{solo['status']['podIP']}:8080/", "solo")
     assert vip_answers(state, state.ns("node1"), f"http://{vip}/", set(before)) == set(before)
     kubectl(state, "delete", "pod", "-n", NS, "solo", "--wait=true", timeout=60)
     assert {n: pod_ports(state, n) for n in state.nodes} == ports   # no port re-made, none left
@@ -410,7 +416,7 @@ def test_import_image_of_a_user(app: tuple[State, str], tmp_path: Any) -> None:
     apply(state, USER_POD)
     pod = eventually(lambda: next((p for p in api_pods(state) if p["metadata"]["name"] == "user" and ready(p)),
                                   None), 30, "the user's pod Ready")
-    assert curl(state.ns("node1"), f"http://{pod['status']['podIP']}:8080/") == "hello-from-user"
+    assert answers(state.ns("node1"), f"http://{pod['status']['podIP']}:8080/", "hello-from-user")
     kubectl(state, "delete", "pod", "-n", NS, "user", "--wait=true", timeout=60)
 
 
@@ -436,7 +442,7 @@ def test_pod_restarts_keep_networking(app: tuple[State, str]) -> None:
     kubectl(state, "exec", "-n", NS, "crash1", "--", "kill", "1")
     again = pod_named(state, "crash1", lambda p: ready(p) and restarts(p) == 1)
     assert again["status"]["podIP"] == one["status"]["podIP"]
-    assert curl(node_ns, f"http://{one['status']['podIP']}:8080/") == "crash1"
+    assert answers(node_ns, f"http://{one['status']['podIP']}:8080/", "crash1")
 
     n = realnode.nodes_of(state)[0]
     sandbox_id = n.ctr("containers", "ls", "-q", f'labels."io.kubernetes.pod.uid"=={two["metadata"]["uid"]},'
@@ -448,7 +454,7 @@ def test_pod_restarts_keep_networking(app: tuple[State, str]) -> None:
                30, "a new sandbox for crash2")
     back = pod_named(state, "crash2", lambda p: ready(p) and restarts(p) >= 1)
     assert back["status"]["podIP"] == two["status"]["podIP"]
-    assert eventually(lambda: curl(node_ns, f"http://{two['status']['podIP']}:8080/") == "crash2", 10)
+    assert answers(node_ns, f"http://{two['status']['podIP']}:8080/", "crash2")
     kubectl(state, "delete", "pod", "-n", NS, "crash1", "crash2", "--wait=true", timeout=60)
     assert_no_stale_ports(state)
 
