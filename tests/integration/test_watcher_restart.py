@@ -66,9 +66,14 @@ def wait_converged(kube: KubeApiServer, lab: Lab, timeout: float = 60) -> None:
 def test_killed_mid_burst_then_cluster_changed_then_restarted(lab, kube, make_watcher):
     w = make_watcher("--pod-batch-size=10", "--annotation-workers=2")
     w.start().wait_ready()
+    # The watcher waits (SIGSTOP) while the 300 pods are made: on kube-apiserver a creation
+    # loop is slower than the watcher, which would otherwise finish before the kill.
+    os.kill(w.pid, signal.SIGSTOP)
     for i in range(300):
         kube.create("pods", pod(f"p{i}", i))
-    wait_until(lambda: len(annotated(kube)) >= 60, 30, "part of the burst")
+    os.kill(w.pid, signal.SIGCONT)
+    wait_until(lambda: w.metric("ovnk8s_watcher_pod_annotations_total", result="ok") >= 60, 30,
+               "part of the burst", interval=0.005)
     w.stop(signal.SIGKILL)
 
     at_kill = nb_pod_ports(lab.nb)
