@@ -244,3 +244,33 @@ def test_a_pod_port_made_again_rejoins_its_port_groups(cluster):
           f"addresses=\"{port['addresses']}\"", *ext)
     wait_until(lambda: policy_state(lab)["groups"]["a/web"]["ports"] == ["a_web1", "a_web2"], 20,
                "the new port in the port group")
+
+
+def test_a_change_rewrites_only_the_rows_it_affects(cluster):
+    lab, kube, w = cluster
+    ips(kube, "a/web1", "a/web2", "a/db", "b/client")
+    kube.create("networkpolicies", policy("a", "web", {
+        "podSelector": {"matchLabels": {"app": "web"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]}), namespace="a")
+    kube.create("networkpolicies", policy("b", "client", {
+        "podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}), namespace="b")
+    wait_until(lambda: set(policy_state(lab)["groups"]) == {"a/web", "b/client"}, 20, "two policies")
+
+    def versions() -> dict[str, str]:
+        out = {}
+        for t in TABLES:
+            names = {r["_uuid"]: r.get("name") or r["external_ids"].get(naming.ID_KEY)
+                     for r in table(lab, t)}
+            out.update({names[u]: v for u, v in row_versions(lab, t)[t].items()})
+        return out
+
+    wait_until(lambda: w.metric("ovnk8s_watcher_queue_depth", resource="networkpolicies") == 0,
+               20, "idle")
+    before = versions()
+    # web2 leaves a/web's selector: only that port group changes (b's rows, the peer sets and
+    # every ACL stay as they are; web2's address stays in b's all-pods peer set).
+    kube.patch("pods", "web2", {"metadata": {"labels": {"app": "other"}}}, namespace="a")
+    wait_until(lambda: policy_state(lab)["groups"]["a/web"]["ports"] == ["a_web1"], 20, "web2 out")
+    after = versions()
+    changed = {k for k in before if after.get(k) != before[k]}
+    assert changed == {naming.policy_port_group("a", "web")}, changed
