@@ -34,7 +34,7 @@ from sandbox import cluster  # noqa: E402
 from sandbox.state import State  # noqa: E402
 
 NS = "bench"
-ADD_DONE = re.compile(r"ADD (\S+)/(\S+) done: .* in (\d+) ms")
+ADD_DONE = re.compile(r"ADD (\S+)/(\S+) done: .* in (\d+) ms(?: \((.*)\))?")
 
 
 def pod(name: str) -> dict[str, Any]:
@@ -55,7 +55,9 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
-def add_times(state: State, names: set[str]) -> dict[str, float]:
+def add_times(state: State, names: set[str], parts: dict[str, list[float]] | None = None) -> dict[str, float]:
+    """Each pod's ADD time from the plugin's log; `parts` collects its steps (ovsdb, annotation
+    (the wait for the watcher's), netns, ovs, ovn (the wait for ovn-controller))."""
     out = {}
     for node in state.nodes:
         try:
@@ -64,6 +66,10 @@ def add_times(state: State, names: set[str]) -> dict[str, float]:
                     m = ADD_DONE.search(line)
                     if m and m.group(1) == NS and m.group(2) in names:
                         out[m.group(2)] = int(m.group(3)) / 1000
+                        for part in (m.group(4) or "").split(", ") if parts is not None else ():
+                            key, _, ms = part.partition(" ")
+                            if ms.isdigit():
+                                parts.setdefault(key, []).append(int(ms) / 1000)
         except FileNotFoundError:
             pass
     return out
@@ -144,15 +150,18 @@ def main() -> int:
                 s["metadata"]["name"] == "default" for s in api.list("serviceaccounts", NS)):
             time.sleep(0.1)
         seq, seq_by = one_at_a_time(state, args.pods)
-        adds = add_times(state, set(seq_by))
+        parts: dict[str, list[float]] = {}
+        adds = add_times(state, set(seq_by), parts)
         print(f"one at a time, {args.pods} pods: created -> Ready with IP p50 {pct(seq, 0.5):.3f} s, "
               f"p99 {pct(seq, 0.99):.3f} s, min {min(seq):.3f} s, max {max(seq):.3f} s")
         if adds:
             print(f"  our CNI ADD (plugin's own time): p50 {statistics.median(adds.values()):.3f} s; "
-                  f"share of created -> Ready {sum(adds.values()) / sum(seq_by[k] for k in adds):.0%}")
+                  f"share of created -> Ready {sum(adds.values()) / sum(seq_by[k] for k in adds):.0%}; steps p50 "
+                  + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in parts.items()))
         delete_all(api)
         wall, done, failed, per_node = at_once(state, args.pods)
-        adds = add_times(state, set(done))
+        parts = {}
+        adds = add_times(state, set(done), parts)
         spread = ", ".join(f"{k}: {v}" for k, v in sorted(per_node.items()))
         detail = ": " + "; ".join(failed[:3]) if failed else ""
         print(f"at once, {args.pods} pods ({spread}): all Ready with IP in {wall:.2f} s; "
@@ -162,7 +171,8 @@ def main() -> int:
             print(f"  each pod created -> Ready: p50 {pct(vals, 0.5):.3f} s, p99 {pct(vals, 0.99):.3f} s")
         if adds:
             print(f"  our CNI ADD: p50 {statistics.median(adds.values()):.3f} s, max {max(adds.values()):.3f} s; "
-                  f"share of the pods' created -> Ready {sum(adds.values()) / sum(done[k] for k in adds):.0%}")
+                  f"share of the pods' created -> Ready {sum(adds.values()) / sum(done[k] for k in adds):.0%}; "
+                  "steps p50 " + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in parts.items()))
         delete_all(api)
         return 1 if failed else 0
     finally:
