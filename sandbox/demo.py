@@ -131,10 +131,36 @@ class Demo(Checklist):
         self.check(f"pod to outside through SNAT: {name_a}, {name_b} -> {OUTSIDE_IP}:{OUTSIDE_PORT}, "
                    f"seen from gateway addresses only {snat}", ok and bool(sources) and set(sources) <= set(snat),
                    f"outside saw {sources}")
+        if state.real_nodes:
+            self.kubectl_checks(state, name_a, name_b, vip)
         self.policy_checks(api, state, (name_a, ns_a, node_a), (name_b, ip_b, node_b))
         self.out("")
         cluster.status(self.dir, out=lambda s: self.out("  " + s))
         return self.finish()
+
+    def kubectl_checks(self, state: State, name_a: str, name_b: str, vip: str) -> None:
+        """Real nodes: through the kubelets (kube-apiserver -> the node's forwarder -> kubelet ->
+        containerd): `kubectl exec` in a container to the Service, `kubectl logs`."""
+        from sandbox import real_control_plane
+
+        def kubectl(*args: str) -> str | None:
+            binary = real_control_plane.kubectl() or "kubectl"
+            proc = subprocess.run([binary, f"--kubeconfig={state.kubeconfig}", "-n", NAMESPACE, *args],
+                                  capture_output=True, text=True, timeout=30, check=False)
+            return proc.stdout.strip() if proc.returncode == 0 else None
+
+        seen: set[str] = set()
+        for _ in range(10):
+            got = kubectl("exec", name_a, "--", "timeout", "3", "wget", "-qO-", f"http://{vip}/")
+            if got:
+                seen.add(got)
+            if seen == {name_a, name_b}:
+                break
+        self.check(f"kubectl exec {name_a} -- wget http://{vip}/ (the Service from inside a container): "
+                   "both backends answer", seen == {name_a, name_b}, f"answered by {sorted(seen)}")
+        logs = kubectl("logs", name_b) or ""
+        self.check(f"kubectl logs {name_b}: the container's requests", "response:200" in logs,
+                   f"{len(logs.splitlines())} lines")
 
     def policy_checks(self, api: Any, state: State, a: tuple[str, str, str],
                       b: tuple[str, str, str]) -> None:
