@@ -54,8 +54,8 @@ HOST_STATE = f"{HOST_DIR}/host.json"
 USERS_DIR = f"{HOST_DIR}/users"
 KUBELET_PORT = 10250
 # Global (not per-netns) sysctls the kubelet sets at start (kubelet-lab.md).
-KUBELET_SYSCTLS = ("kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory", "kernel.keys.root_maxkeys",
-                   "kernel.keys.root_maxbytes")
+KUBELET_SYSCTLS = ("kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory", "vm.panic_on_oom",
+                   "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes")
 # Paths the kubelet, containerd or libcni create on the host whatever their configuration.
 HOST_PATHS = ("/var/lib/kubelet", "/var/log/containers", "/var/log/pods", "/var/lib/cni", "/run/containerd",
               "/run/containerd/s", "/etc/kubernetes")
