@@ -13,10 +13,14 @@ Two kinds of callers, one set of primitives (`_link`, `_converge_addresses`, ...
   helper process (~8 ms of CPU and 30-60 ms of wall time per socket on a busy node); setns
   changes only the calling thread's netns, and only for the socket() call.
 
-Everything goes over pyroute2 netlink sockets plus one ethtool ioctl, never `ip`/`ethtool`
-processes: the CNI plugin runs per pod, and process-per-call storms are a known pain point
-(peers-and-targets.md §2). pyroute2 is imported on first use, by `_pyroute2()`: see there for the
-one measured speed measure this module takes, and why it is pinned.
+Everything goes over netlink sockets plus one ethtool ioctl, never `ip`/`ethtool` processes:
+the CNI plugin runs per pod, and process-per-call storms are a known pain point
+(peers-and-targets.md §2). The node-side operations use pyroute2, imported on first use by
+`_pyroute2()` (see there for the import measure and why it is pinned). A pod's pair
+(`setup_veth_pair`, `inspect_veth_pair`, `teardown_veth_pair`) uses `netlink_raw`, a minimal
+rtnetlink client, instead: the pyroute2 import cost every CNI ADD/DEL ~50 ms, more than the
+netlink work itself (figures: docs/performance.md, "CNI: rtnetlink without pyroute2"); so the
+CNI plugins load no pyroute2 (tests/integration/test_netlink_raw.py checks it).
 
 Errors: kernel failures are HostError with the kernel's reason; a pod netns path that does not
 exist is NetnsNotFound, one that is not a foreign network namespace NotAPodNetns (both
@@ -45,6 +49,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from ovn_k8s import netlink_raw
 from ovn_k8s.errors import HostError
 
 LOG = logging.getLogger(__name__)
@@ -149,23 +154,30 @@ def _kernel_errors(what: str) -> Iterator[None]:
         yield
     except HostError:
         raise
-    except (OSError, RuntimeError, _pyroute2().NetlinkError) as err:
+    except (OSError, RuntimeError, *_netlink_errors()) as err:
         raise HostError(f"failed to {what}: {type(err).__name__}: {err}") from err
 
 
-def _iproute(stack: contextlib.ExitStack, netns_fd: int | None = None) -> Any:
-    """An rtnetlink socket in this netns, or in the netns of `netns_fd`; closed with `stack`."""
-    pr = _pyroute2()
-    if netns_fd is None:
-        ipr = pr.IPRoute()
-    else:
-        sock = _socket_in(netns_fd)
-        try:
-            ipr = pr.IPRoute(fileno=sock.fileno())
-        except BaseException:
-            sock.close()
-            raise
-        sock.detach()                   # the IPRoute owns the descriptor now
+def _netlink_errors() -> tuple[type[Exception], ...]:
+    """The kernel-refused-it exceptions: ours, and pyroute2's if something loaded it (importing
+    it here would cost the CNI plugin the import `netlink_raw` avoids)."""
+    loaded = sys.modules.get("pyroute2.netlink.exceptions")
+    if loaded is None:
+        return (netlink_raw.NetlinkError,)
+    return (netlink_raw.NetlinkError, loaded.NetlinkError)
+
+
+def _rtnl(stack: contextlib.ExitStack, netns_fd: int | None = None) -> netlink_raw.Rtnl:
+    """A pyroute2-free rtnetlink socket (`netlink_raw`) for a pod's pair: in this netns, or in
+    the netns of `netns_fd`; closed with `stack`."""
+    rtnl = netlink_raw.Rtnl(None if netns_fd is None else _socket_in(netns_fd))
+    stack.callback(rtnl.close)
+    return rtnl
+
+
+def _iproute(stack: contextlib.ExitStack) -> Any:
+    """A pyroute2 rtnetlink socket in this netns (the node-side operations); closed with `stack`."""
+    ipr = _pyroute2().IPRoute()
     stack.callback(ipr.close)
     return ipr
 
@@ -173,7 +185,7 @@ def _iproute(stack: contextlib.ExitStack, netns_fd: int | None = None) -> Any:
 def _socket_in(netns_fd: int) -> socket.socket:
     """An rtnetlink socket made inside the netns of `netns_fd` by this thread: setns(2) there,
     socket(2), setns back. The thread is in the other netns only for the socket() call."""
-    import ctypes  # loaded by pyroute2 already; not worth a module-level import
+    import ctypes  # ~1.5 ms, only for calls that need it
 
     libc = ctypes.CDLL(None, use_errno=True)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -209,7 +221,7 @@ def _here(what: str) -> Iterator[Any]:
 def _link(ipr: Any, name: str) -> Any | None:
     try:
         return ipr.link("get", ifname=name)[0]
-    except _pyroute2().NetlinkError as err:
+    except _netlink_errors() as err:
         if err.code == errno.ENODEV:
             return None
         raise
@@ -226,7 +238,7 @@ def _is_up(link: Any | None) -> bool:
 def _delete(ipr: Any, index: int) -> bool:
     try:
         ipr.link("del", index=index)
-    except _pyroute2().NetlinkError as err:
+    except _netlink_errors() as err:
         if err.code == errno.ENODEV:  # a concurrent or kernel-side removal won
             return False
         raise
@@ -549,7 +561,7 @@ def _tx_checksum(pod: Any, ifname: str, *, turn_off: bool) -> bool:
     itself falls back to a netlink socket for these ioctls. No second socket in the pod
     netns. struct ifreq {char name[16]; struct ethtool_value *data}, with
     struct ethtool_value {u32 cmd; u32 data}."""
-    import ctypes  # loaded by pyroute2 already; not worth a module-level import
+    import ctypes  # ~1.5 ms, only for calls that need it
 
     def call(cmd: int, data: int = 0) -> int:
         value = ctypes.create_string_buffer(struct.pack("=II", cmd, data))
@@ -584,8 +596,8 @@ def setup_veth_pair(*, netns_path: str, ifname: str, host_ifname: str, mac: str,
     want = _want(mac=mac, ip_cidr=ip_cidr, gateway=gateway, mtu=mtu, routes=routes)
     with contextlib.ExitStack() as stack, _kernel_errors(f"set up {ifname} in {netns_path}"):
         fd = _open_netns(stack, netns_path)
-        host = _iproute(stack)
-        pod = _iproute(stack, fd)
+        host = _rtnl(stack)
+        pod = _rtnl(stack, fd)
         created = _ensure_pair(host, pod, fd, netns_path=netns_path, ifname=ifname,
                                host_ifname=host_ifname, want=want)
         try:
@@ -597,7 +609,7 @@ def setup_veth_pair(*, netns_path: str, ifname: str, host_ifname: str, mac: str,
         except BaseException:
             if created:
                 LOG.warning("%s: setup failed, removing the veth pair just created", host_ifname)
-                with contextlib.suppress(OSError, RuntimeError, _pyroute2().NetlinkError):
+                with contextlib.suppress(OSError, RuntimeError, *_netlink_errors()):
                     link = _link(host, host_ifname)
                     if link is not None:
                         _delete(host, link["index"])
@@ -697,7 +709,7 @@ def inspect_veth_pair(*, netns_path: str, ifname: str, host_ifname: str) -> Veth
     NotAPodNetns and HostError are."""
     base: dict[str, Any] = {"netns_path": netns_path, "ifname": ifname, "host_ifname": host_ifname}
     with contextlib.ExitStack() as stack, _kernel_errors(f"inspect {ifname} in {netns_path}"):
-        host = _iproute(stack)
+        host = _rtnl(stack)
         host_link = _link(host, host_ifname)
         if host_link is not None:
             base.update(host_exists=True, host_kind=_kind(host_link), host_up=_is_up(host_link),
@@ -708,7 +720,7 @@ def inspect_veth_pair(*, netns_path: str, ifname: str, host_ifname: str) -> Veth
         except NetnsNotFound:
             return VethPairState(**base)
         base["netns_exists"] = True
-        pod = _iproute(stack, fd)
+        pod = _rtnl(stack, fd)
         base["lo_up"] = _is_up(_link(pod, "lo"))
         pod_link = _link(pod, ifname)
         if pod_link is None:
@@ -747,7 +759,7 @@ def teardown_veth_pair(*, netns_path: str | None, ifname: str, host_ifname: str)
     """
     with contextlib.ExitStack() as stack, _kernel_errors(f"remove {host_ifname} / {ifname}"):
         fd = _open_netns_for_teardown(stack, netns_path)
-        host = _iproute(stack)
+        host = _rtnl(stack)
         link = _link(host, host_ifname)
         if link is not None and fd is not None and _kind(link) == "veth" and _peer_in(host, link, fd):
             # The usual case needs no socket inside the pod netns.
@@ -763,7 +775,7 @@ def _delete_each_end(stack: contextlib.ExitStack, host: Any, fd: int | None, *, 
                      ifname: str, host_ifname: str) -> bool:
     removed = False
     if fd is not None:
-        pod = _iproute(stack, fd)
+        pod = _rtnl(stack, fd)
         link = _link(pod, ifname)
         if link is not None and _kind(link) == "veth" and link.get("link_netnsid") is not None:
             removed = _delete(pod, link["index"])

@@ -13,6 +13,7 @@ The plugin runs once per pod ADD/DEL/CHECK, so nothing under `ovn_k8s.cni` may i
 or `ovsdbapp` (style-and-architecture.md V11: ~0.5 s of imports per call), and importing any of
 these modules loads neither `requests`, `yaml` nor `pyroute2`: ADD loads the socket
 transport `ovn_k8s.kube.lite` when it asks for the annotation (`requests` only for a proxy),
-`yaml` only for a kubeconfig, and pyroute2 on the first netlink call. tests/unit/test_cni_protocol.py checks both rules.
+`yaml` only for a kubeconfig, and pyroute2 never (the pod pair is `ovn_k8s.netlink_raw`'s).
+tests/unit/test_cni_protocol.py checks both rules.
 This package's `__init__` imports nothing on purpose.
 """

@@ -10,7 +10,7 @@ The netlink work (the veth pair, its addresses and routes, TX checksum offload) 
 - the ADD result of a pair (`cni_result`) and CHECK's judgement of an observed pair
   (`diff_pod_interface`, pure).
 
-Importing it loads no pyroute2 (ovn_k8s.netlink imports it on first use).
+Neither importing it nor ADD/CHECK/DEL load pyroute2 (the pair is ovn_k8s.netlink_raw's).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ host veth and the OVS port with `prevResult` and reports every drift in one erro
 Logging goes to `log_file` (kubelet does not show plugin stderr), one line per step, each
 tagged with the command and container ID; never to stdout, which carries the result.
 
-Imports: protocol, ovsdb (python-ovs) and netns at start; pyroute2 on the first netlink call;
+Imports: protocol, ovsdb (python-ovs) and netns at start (never pyroute2: netlink_raw);
 `ovn_k8s.kube.lite` (plain sockets) only on ADD; pyyaml only with a `kubeconfig`. Never
 `kubernetes` or `ovsdbapp` (V11; tests/unit/test_cni_protocol.py checks it).
 """
@@ -317,7 +317,7 @@ def exit_main() -> NoReturn:
 
     After atexit handlers (logging.shutdown, kube.auth's temporary CA files) and a flush of
     stdout/stderr, `os._exit` skips the interpreter's teardown of every module and object,
-    which costs ~35 ms once pyroute2, ssl and python-ovs are loaded: the plugin runs once
+    which cost ~35 ms once pyroute2, ssl and python-ovs were loaded: the plugin runs once
     per pod, so that is pure latency.
     """
     code = 1
