@@ -194,7 +194,7 @@ def import_time() -> dict[str, float]:
         "python -c pass (interpreter start)": statistics.median(run([sys.executable, "-c", "pass"]) for _ in range(10)),
         "import ovn_k8s.cni.plugin (-X importtime, cumulative)": statistics.median(cumulative),
         "+ ADD's lazy import of the API client (kube.lite)": statistics.median(x[1] for x in lazy),
-        "+ ADD/DEL's lazy import of the pyroute2 parts": statistics.median(x[2] for x in lazy),
+        "(pyroute2 parts: node side only, not on ADD/DEL)": statistics.median(x[2] for x in lazy),
         "VERSION, whole process (direct)": statistics.median(
             run(["sh", "-c", f"echo '{version}' | CNI_COMMAND=VERSION {' '.join(EXES['direct'])} >/dev/null"])
             for _ in range(10)),
