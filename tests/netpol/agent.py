@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import sys
 import threading
@@ -60,10 +61,28 @@ def serve_udp(name: bytes, port: int) -> None:
 
 
 # --- probes -------------------------------------------------------------------------------------
+def tcp_socket(timeout: float) -> socket.socket:
+    """A TCP socket bound to a random source port. Left to itself, Linux hands a connect()
+    that never got an answer (a blocked probe) the same source port again for the same
+    destination; OVS's userspace conntrack then meets a new SYN on the old entry and judges
+    it invalid, and the pair stays blocked for as long as the probes keep coming."""
+    for _ in range(20):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("0.0.0.0", random.randint(20000, 60999)))
+        except OSError:
+            s.close()
+            continue
+        s.settimeout(timeout)
+        return s
+    raise OSError("no free source port")
+
+
 def probe_tcp(ip: str, port: int, timeout: float) -> str | None:
     deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((ip, port), timeout=timeout) as s:
+        with tcp_socket(timeout) as s:
+            s.connect((ip, port))
             data = b""
             while not data.endswith(b"\n"):
                 s.settimeout(max(0.01, deadline - time.monotonic()))
