@@ -126,7 +126,7 @@ def handle(request: MesosRequest) -> AddResult | None:
     setup_logging(request.config)
     LOG.info("CNI %s container=%s ifname=%s netns=%s labels=%s", request.command, request.container_id,
              request.ifname, request.netns, dict(request.labels))
-    from ovn_k8s.mesos import attach  # ovsdbapp and pyroute2: not for VERSION or bad input
+    from ovn_k8s.mesos import attach  # ovsdbapp and netlink: not for VERSION or bad input
 
     if request.command is Command.ADD:
         return attach.add(request)
