@@ -398,7 +398,23 @@ class Truth:
                     f"observed ('!' allowed but the model blocks it, '#' blocked but the model allows it):\n"
                     f"{model.render(seen, want)}\n" + "\n".join(lines[:60]) +
                     f"\nNB rows: {rows}\nthe watcher's log (last lines):\n" + "\n".join(watcher_log) +
-                    "\n" + self.daemons(), pytrace=False)
+                    "\n" + self.daemons() + self.leak_flows(want, seen), pytrace=False)
+
+    def leak_flows(self, want: dict[Cell, bool], seen: dict[Cell, bool]) -> str:
+        """For cells let through against the model: the destination node's OpenFlow flows
+        that name the source address (what let it through, or what is left of a rule)."""
+        out = []
+        for cell in [c for c in want if seen.get(c) and not want[c]][:3]:
+            src, dst = cell[0], cell[1]
+            if src.startswith("node:"):
+                continue
+            node = self.lab.nodes[self.kube.get("pods", dst.split("/")[1], namespace=dst.split("/")[0])
+                                  ["spec"]["nodeName"]]
+            flows = node.exec(["ovs-ofctl", "dump-flows", "br-int"], check=False).stdout
+            ip = self.ip(src)
+            named = [f.strip() for f in flows.splitlines() if f"={ip}," in f or f"={ip} " in f or f.endswith(f"={ip}")]
+            out.append(f"\nflows on {node.name} naming {src}'s address {ip} ({len(named)}):\n" + "\n".join(named[:40]))
+        return "".join(out)
 
     def daemons(self) -> str:
         """Which node daemons are alive, and their last log lines (for a failure's report)."""
