@@ -46,6 +46,6 @@ setup(
         "kubernetes>=28.0",
     ],
     extras_require={
-        "test": ["pytest>=7.0", "pytest-timeout>=2.1", "ruff>=0.4"],
+        "test": ["pytest>=7.0", "pytest-timeout>=2.1", "pytest-xdist>=3.0", "ruff>=0.4"],
     },
 )

@@ -15,12 +15,13 @@ if [ ! -x "$VENV/bin/python" ] || [ "$("$VENV/bin/python" -c 'import ovs.version
   /usr/bin/python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "ovs==$OVS_VERSION" "pytest>=7.0" "pytest-timeout>=2.1"
 fi
-"$VENV/bin/pip" install -q --disable-pip-version-check -e .
+"$VENV/bin/pip" install -q --disable-pip-version-check -e . "pytest-xdist>=3.0"
 "$VENV/bin/python" -c 'import ovs, sys; assert "dist-packages" not in ovs.__file__, ovs.__file__'
 if [ $# -eq 0 ]; then
   set -- tests/integration tests/unit/test_library_contracts.py tests/unit/test_ovs_daemon.py \
     tests/unit/test_systemd_units.py tests/unit/test_process.py tests/unit/test_watcher_daemon.py \
     tests/unit/test_gateway_daemon.py tests/unit/test_host_access.py tests/unit/test_plan.py \
-    tests/unit/kube/test_import_contracts.py -q -m "not realk8s"
+    tests/unit/kube/test_import_contracts.py -q -m "not realk8s" \
+    -n "${OVN_K8S_TEST_WORKERS:-2}" --dist loadfile
 fi
 exec "$VENV/bin/pytest" -p no:cacheprovider "$@"

@@ -11,5 +11,7 @@ cd "$(dirname "$0")/.."
 if [ $# -gt 0 ]; then
   exec .venv/bin/pytest "$@"
 fi
-.venv/bin/pytest
+# Two workers: most of the suite waits on daemons, so two halve its wall time on 2 cores.
+# --dist loadfile keeps a module's tests (and its module-scoped lab) on one worker.
+.venv/bin/pytest -n "${OVN_K8S_TEST_WORKERS:-2}" --dist loadfile
 exec ./scripts/test-pypi-ovs.sh

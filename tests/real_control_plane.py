@@ -59,6 +59,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.hook.pytest_deselected(items=real)
     items[:] = keep
     config.stash[_NOT_RUN] = (reason, len(real))
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: tell the controller, which prints
+        workeroutput["realk8s_not_run"] = [reason, len(real)]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist's controller: every worker collects the whole suite, so each reports
+    the same count; keep one."""
+    reported = getattr(node, "workeroutput", {}).get("realk8s_not_run")
+    if reported:
+        node.config.stash[_NOT_RUN] = (reported[0], int(reported[1]))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,

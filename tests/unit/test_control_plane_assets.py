@@ -61,7 +61,7 @@ def test_no_assets_at_all_says_how_to_get_them(monkeypatch, tmp_path):
     assert "KUBEBUILDER_ASSETS is unset" in reason and "scripts/install.sh" in reason
 
 
-def _run_marked_test(tmp_path, **env: str) -> subprocess.CompletedProcess[str]:
+def _run_marked_test(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "conftest.py").write_text('pytest_plugins = ("tests.real_control_plane",)\n')
     (tmp_path / "test_marked.py").write_text(textwrap.dedent("""
         import pytest
@@ -77,7 +77,7 @@ def _run_marked_test(tmp_path, **env: str) -> subprocess.CompletedProcess[str]:
     full_env.pop("PYTEST_ADDOPTS", None)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
-         "markers=realk8s: x", str(tmp_path)],
+         "markers=realk8s: x", *args, str(tmp_path)],
         capture_output=True, text=True, env=full_env, cwd=tmp_path, timeout=120, check=False)
 
 
@@ -103,3 +103,16 @@ def test_under_ci_missing_assets_fail_the_marked_tests(tmp_path):
     assert "real control plane needed (realk8s)" in proc.stdout
     assert "1 passed, 1 error" in proc.stdout
     assert "NOT RUN" not in proc.stdout
+
+
+def test_not_run_is_reported_under_pytest_xdist_too(tmp_path):
+    # scripts/test.sh runs the suite on two xdist workers: the workers deselect, the
+    # controller prints the summary.
+    empty = tmp_path / "empty-assets"
+    empty.mkdir()
+    tests = tmp_path / "t"
+    tests.mkdir()
+    proc = _run_marked_test(tests, "-n", "2", KUBEBUILDER_ASSETS=str(empty), CI="")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"NOT RUN: real control plane: KUBEBUILDER_ASSETS={empty} lacks etcd" in proc.stdout
+    assert "1 passed" in proc.stdout
