@@ -198,6 +198,20 @@ def test_two_policies_union(net: Truth) -> None:
 
 
 # --- changes --------------------------------------------------------------------------------------
+def test_policy_updated_in_place(net: Truth) -> None:
+    before = net.nb_versions()
+    net.create(policy("x", "p", types=["Ingress"]))
+    net.expect("x denies all ingress", TCP80, before=before)
+    for spec_ingress, what in (([{"from": [{"namespaceSelector": labels(ns="y")}]}], "x allows y"),
+                               ([{"from": [{"namespaceSelector": labels(ns="y")}], "ports": [{"port": 81}]}],
+                                "x allows y on TCP 81 only")):
+        obj = net.kube.get("networkpolicies", "p", namespace="x")
+        obj["spec"]["ingress"] = spec_ingress
+        before = net.nb_versions()
+        net.kube.replace("networkpolicies", obj)
+        net.expect(what, (("TCP", 80), ("TCP", 81)), before=before)
+
+
 def test_policy_deleted(net: Truth) -> None:
     before = net.nb_versions()
     net.create(policy("x", "deny-all", types=["Ingress", "Egress"]), policy("z", "deny-in", types=["Ingress"]))
