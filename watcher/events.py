@@ -23,6 +23,14 @@ LOG = logging.getLogger(__name__)
 COMPONENT = "ovn-k8s-watcher"
 
 
+def reference(obj: dict[str, Any], kind: str, api_version: str = "v1") -> dict[str, Any]:
+    """The involvedObject of an Event about `obj`: kind, apiVersion and the identifying part
+    of its metadata (namespace, name, uid, resourceVersion, whichever it has)."""
+    meta = obj.get("metadata") or {}
+    return {"kind": kind, "apiVersion": api_version, "metadata": {
+        k: meta[k] for k in ("namespace", "name", "uid", "resourceVersion") if k in meta}}
+
+
 class EventRecorder:
     def __init__(self, client: KubeClient, *, component: str = COMPONENT,
                  repeat_after: float = 300.0, maxsize: int = 1000,

@@ -62,7 +62,7 @@ from ovn_k8s.nb.apply import ApplyCommand, NbView
 from ovn_k8s.nb.keyed import KeyedRows
 from ovn_k8s.nb.model import Row
 from ovn_k8s.nb.plan import Plan
-from watcher.events import EventRecorder
+from watcher.events import EventRecorder, reference
 from watcher.metrics import WatcherMetrics
 from watcher.retry import requeue_or_give_up
 
@@ -291,9 +291,7 @@ class NodeController:
         with self._lock:
             meta = self._raw.get(name)
         if meta is not None and self.recorder is not None:
-            involved = {"kind": "Node", "apiVersion": "v1",
-                        "metadata": {"name": meta.get("name"), "uid": meta.get("uid")}}
-            self.recorder.warning(involved, EVENT_REASON, message)
+            self.recorder.warning(reference({"metadata": meta}, "Node"), EVENT_REASON, message)
 
     # -- shutdown ----------------------------------------------------------------------------------
     def drain(self, timeout: float) -> bool:

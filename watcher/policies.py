@@ -69,7 +69,7 @@ from ovn_k8s.model.policy import (
 from ovn_k8s.nb import read as nb_read
 from ovn_k8s.nb.keyed import Ident, KeyedRows, RowTaken, rows_by_ident, scan_tables
 from ovn_k8s.nb.model import Ref, Row
-from watcher.events import EventRecorder
+from watcher.events import EventRecorder, reference
 from watcher.metrics import WatcherMetrics
 from watcher.retry import requeue_or_give_up
 
@@ -469,10 +469,8 @@ class PolicyController:
         obj = self._raw.get(pkey)
         if obj is None or self.recorder is None:
             return
-        meta = obj.get("metadata") or {}
-        involved = {"kind": "NetworkPolicy", "apiVersion": "networking.k8s.io/v1", "metadata": {
-            k: meta[k] for k in ("namespace", "name", "uid", "resourceVersion") if k in meta}}
-        self.recorder.warning(involved, EVENT_REASON, message)
+        self.recorder.warning(reference(obj, "NetworkPolicy", "networking.k8s.io/v1"),
+                              EVENT_REASON, message)
 
     # -- shutdown ---------------------------------------------------------------------------------------
     def drain(self, timeout: float) -> bool:

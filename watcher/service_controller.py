@@ -26,7 +26,7 @@ from ovn_k8s.errors import InvalidObject
 from ovn_k8s.kube.rest import object_key
 from ovn_k8s.kube.watch import Event
 from ovn_k8s.kube.workqueue import DEFAULT_MAX_RETRIES, WorkQueue
-from watcher.events import EventRecorder
+from watcher.events import EventRecorder, reference
 from watcher.metrics import WatcherMetrics
 from watcher.retry import requeue_or_give_up
 from watcher.services import InvalidServices, ServiceInput, ServiceReconciler
@@ -253,10 +253,7 @@ class ServiceController:
             svc = self.services.get(key)
         if svc is None or self.recorder is None:
             return
-        meta = svc.get("metadata") or {}
-        involved = {"kind": "Service", "apiVersion": "v1", "metadata": {
-            k: meta[k] for k in ("namespace", "name", "uid", "resourceVersion") if k in meta}}
-        self.recorder.warning(involved, EVENT_REASON, message)
+        self.recorder.warning(reference(svc, "Service"), EVENT_REASON, message)
 
     # -- shutdown -------------------------------------------------------------------------------------
     def drain(self, timeout: float) -> bool:
