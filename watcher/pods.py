@@ -69,6 +69,7 @@ from ovn_k8s.model.kube import Pod, parse_pod
 from ovn_k8s.nb import read as nb_read
 from ovn_k8s.nb.keyed import Applied, Ident, KeyedRows, MissingParent
 from ovn_k8s.nb.model import Row
+from watcher import worker
 from watcher.events import EventRecorder
 from watcher.ipalloc import PodIpam
 from watcher.metrics import WatcherMetrics
@@ -277,27 +278,17 @@ class PodController:
     # -- the worker ------------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, resync_interval: float = 0.0) -> None:
         """Process batches until the queue shuts down."""
-        last_resync = time.monotonic()
-        while not self.queue.shutting_down:
-            if resync_interval and time.monotonic() - last_resync >= resync_interval:
-                self._reload.set()
-            if self._reload.is_set():
-                last_resync = time.monotonic()
-                self._reload.clear()
-                try:
-                    report = self._reload_nb()
-                    LOG.info("pods: re-read the NB: %d ports, %d stale deleted",
-                             report.ports_found, report.stale_deleted)
-                except Exception as exc:  # noqa: BLE001 -- try again shortly
-                    LOG.warning("pods: re-reading the NB failed: %s; will try again", exc)
-                    self._reload.set()
-                    stop.wait(1.0)
-                    continue
-            self._refresh_dirty_nodes()
-            keys = self.queue.get_batch(self.batch_size, 0.0, timeout=0.5)
-            self.metrics.queue_depth.set(len(self.queue), resource=RESOURCE)
-            if keys:
-                self.process(keys)
+        def reload_nb() -> None:
+            report = self._reload_nb()
+            LOG.info("pods: re-read the NB: %d ports, %d stale deleted",
+                     report.ports_found, report.stale_deleted)
+
+        worker.run("pods", self.queue, stop,
+                   resync=worker.Step("re-reading the NB", self._reload, reload_nb),
+                   every_loop=self._refresh_dirty_nodes,
+                   batch_size=self.batch_size, process=self.process,
+                   queue_depth=lambda n: self.metrics.queue_depth.set(n, resource=RESOURCE),
+                   resync_interval=resync_interval)
 
     def process(self, keys: Sequence[str]) -> None:
         """Reconcile one batch: one NB transaction, then the annotations (concurrently)."""

@@ -69,6 +69,7 @@ from ovn_k8s.model.policy import (
 from ovn_k8s.nb import read as nb_read
 from ovn_k8s.nb.keyed import Ident, KeyedRows, RowTaken, rows_by_ident, scan_tables
 from ovn_k8s.nb.model import Ref, Row
+from watcher import worker
 from watcher.events import EventRecorder, reference
 from watcher.metrics import WatcherMetrics
 from watcher.retry import requeue_or_give_up
@@ -347,41 +348,19 @@ class PolicyController:
 
     # -- the worker ------------------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, resync_interval: float = 0.0) -> None:
-        last_resync = time.monotonic()
-        while not self.queue.shutting_down:
-            if resync_interval and time.monotonic() - last_resync >= resync_interval:
-                self._reload.set()
-            if self._reload.is_set():
-                last_resync = time.monotonic()
-                self._reload.clear()
-                if not self._guard("sync", self.sync):
-                    self._reload.set()
-                    stop.wait(1.0)
-                    continue
-            if self._switches_dirty.is_set():
-                self._switches_dirty.clear()
-                if not self._guard("reading the node switches", self._refresh_switches):
-                    self._switches_dirty.set()
-                    stop.wait(1.0)
-                    continue
-            keys = self.queue.get_batch(self.batch_size, 0.0, timeout=0.5)
-            self.metrics.queue_depth.set(len(self.queue), resource=RESOURCE)
-            if keys:
-                self.process(keys)
+        worker.run("networkpolicies", self.queue, stop,
+                   resync=worker.Step("sync", self._reload, self.sync),
+                   steps=[worker.Step("reading the node switches", self._switches_dirty,
+                                      self._refresh_switches)],
+                   batch_size=self.batch_size, process=self.process,
+                   queue_depth=lambda n: self.metrics.queue_depth.set(n, resource=RESOURCE),
+                   resync_interval=resync_interval)
 
     def _refresh_switches(self) -> None:
         mgmt = self._engine().read(read_mgmt_ips)
         with self._lock:
             old, self._mgmt = self._mgmt, mgmt
         self._enqueue(node_key(n) for n in set(old) | set(mgmt) if old.get(n) != mgmt.get(n))
-
-    def _guard(self, what: str, fn: Any) -> bool:
-        try:
-            fn()
-            return True
-        except Exception as exc:  # noqa: BLE001 -- retried by the loop
-            LOG.warning("networkpolicies: %s failed: %s; will try again", what, exc)
-            return False
 
     def process(self, keys: Sequence[str]) -> None:
         """One batch: build every key, ONE transaction; a failing batch is retried key by key."""

@@ -26,6 +26,7 @@ from ovn_k8s.errors import InvalidObject
 from ovn_k8s.kube.rest import object_key
 from ovn_k8s.kube.watch import Event
 from ovn_k8s.kube.workqueue import DEFAULT_MAX_RETRIES, WorkQueue
+from watcher import worker
 from watcher.events import EventRecorder, reference
 from watcher.metrics import WatcherMetrics
 from watcher.retry import requeue_or_give_up
@@ -156,37 +157,19 @@ class ServiceController:
 
     # -- the worker ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, resync_interval: float = 0.0) -> None:
-        last_resync = time.monotonic()
-        while not self.queue.shutting_down:
-            if resync_interval and time.monotonic() - last_resync >= resync_interval:
-                self._reload.set()
-            if self._reload.is_set():
-                last_resync = time.monotonic()
-                self._reload.clear()
-                self._gateways_changed.clear()
-                if not self._guard("sync", self.sync):
-                    self._reload.set()
-                    stop.wait(1.0)
-                    continue
-            if self._gateways_changed.is_set():
-                self._gateways_changed.clear()
-                if not self._guard("refresh_gateways", self.reconciler.refresh_gateways):
-                    self._gateways_changed.set()
-                    stop.wait(1.0)
-                    continue
-                self._count_txns()
-            keys = self.queue.get_batch(self.batch_size, 0.0, timeout=0.5)
-            self.metrics.queue_depth.set(len(self.queue), resource=RESOURCE)
-            if keys:
-                self.process(keys)
+        def refresh_gateways() -> None:
+            self.reconciler.refresh_gateways()
+            self._count_txns()
 
-    def _guard(self, what: str, fn: Any) -> bool:
-        try:
-            fn()
-            return True
-        except Exception as exc:  # noqa: BLE001 -- retried by the loop
-            LOG.warning("services: %s failed: %s; will try again", what, exc)
-            return False
+        worker.run("services", self.queue, stop,
+                   # A sync re-reads the gateways too.
+                   resync=worker.Step("sync", self._reload, self.sync,
+                                      clears=(self._gateways_changed,)),
+                   steps=[worker.Step("refresh_gateways", self._gateways_changed,
+                                      refresh_gateways)],
+                   batch_size=self.batch_size, process=self.process,
+                   queue_depth=lambda n: self.metrics.queue_depth.set(n, resource=RESOURCE),
+                   resync_interval=resync_interval)
 
     def process(self, keys: Sequence[str]) -> None:
         t0 = time.monotonic()
