@@ -79,7 +79,8 @@ def write_topology(nb_remote: str, nodes: Mapping[str, str], *,
 
 
 # --- the NB as ovn-nbctl prints it ---------------------------------------------------------------
-def _nbctl(nb: str, *args: str) -> str:
+def nbctl(nb: str, *args: str) -> str:
+    """ovn-nbctl against `nb`, bounded; its stdout."""
     return subprocess.run(["ovn-nbctl", f"--db={nb}", "--timeout=30", *args], check=True,
                           capture_output=True, text=True, timeout=60).stdout
 
@@ -95,8 +96,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _table(nb: str, table: str, columns: str) -> list[dict[str, Any]]:
-    data = json.loads(_nbctl(nb, "--format=json", f"--columns={columns}", "list", table))
+def nb_table(nb: str, table: str, columns: str | None = None) -> list[dict[str, Any]]:
+    """Every row of `table` (all columns, or `columns` comma-separated) as plain values."""
+    data = json.loads(nbctl(nb, "--format=json", *([f"--columns={columns}"] if columns else []),
+                            "list", table))
     return [dict(zip(data["headings"], [_plain(v) for v in row], strict=True))
             for row in data["data"]]
 
@@ -113,12 +116,12 @@ class NbPodPort:
 def nb_pod_ports(nb: str) -> dict[str, NbPodPort]:
     """Every LSP that is a pod port (our owner key, or the original's pod=true), by name."""
     holder: dict[str, str] = {}
-    for sw in _table(nb, "Logical_Switch", "name,ports"):
+    for sw in nb_table(nb, "Logical_Switch", "name,ports"):
         ports = sw["ports"] if isinstance(sw["ports"], list) else [sw["ports"]]
         for p in ports:
             holder[p] = sw["name"]
     out = {}
-    for row in _table(nb, "Logical_Switch_Port", "_uuid,name,addresses,external_ids"):
+    for row in nb_table(nb, "Logical_Switch_Port", "_uuid,name,addresses,external_ids"):
         ext = row["external_ids"] or {}
         if not (ext.get(naming.OWNER_KEY, "").startswith(naming.OWNER_POD_PREFIX)
                 or ext.get(naming.POD_MARK) == "true"):

@@ -8,8 +8,6 @@ rows are the outcome.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +16,8 @@ import pytest
 from ovn_k8s import naming
 from sandbox.kubeapi import KubeApiServer
 from sandbox.lab.cluster import Lab
-from sandbox.watcher_harness import WatcherProcess, annotation, wait_until, write_topology
+from sandbox.watcher_harness import WatcherProcess, annotation, nb_table, wait_until, write_topology
+from sandbox.watcher_harness import nbctl as harness_nbctl
 from tests.helpers import row_versions
 
 pytestmark = pytest.mark.integration
@@ -27,25 +26,11 @@ TABLES = ("Port_Group", "Address_Set", "ACL")
 
 
 def nbctl(lab: Lab, *args: str) -> str:
-    return subprocess.run(["ovn-nbctl", f"--db={lab.nb}", "--timeout=30", *args], check=True,
-                          capture_output=True, text=True, timeout=60).stdout
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, list) and len(value) == 2 and value[0] in ("set", "map", "uuid"):
-        kind, inner = value
-        if kind == "map":
-            return {k: _plain(v) for k, v in inner}
-        if kind == "set":
-            return [_plain(v) for v in inner]
-        return inner
-    return value
+    return harness_nbctl(lab.nb, *args)
 
 
 def table(lab: Lab, name: str) -> list[dict[str, Any]]:
-    data = json.loads(nbctl(lab, "--format=json", "list", name))
-    return [dict(zip(data["headings"], [_plain(v) for v in row], strict=True))
-            for row in data["data"]]
+    return nb_table(lab.nb, name)
 
 
 def as_list(value: Any) -> list[Any]:
